@@ -1,0 +1,1 @@
+"""FHIR R4 health-record server for NHS patient portals."""
