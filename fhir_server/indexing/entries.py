@@ -1,0 +1,97 @@
+"""Typed search-index entries: plain values extracted from a resource at write time.
+
+Each entry names its search parameter by code (`param`) and carries values already normalised, so
+storage adapters store and compare them without FHIR knowledge. https://hl7.org/fhir/R4/search.html
+
+- strings are folded (lower case, accents removed, whitespace collapsed) in `value`; `exact` keeps
+  the original for `:exact`.
+- dates are half-open instants [low, high) in microseconds since the Unix epoch, UTC; a date of any
+  precision widens to its whole span (2026 -> [2026-01-01, 2027-01-01)); open Period ends use
+  MIN_INSTANT / MAX_INSTANT.
+- numbers and quantities carry the value and the half-open range implied by its precision.
+- references are split into type + id for local references; absolute/canonical ones keep `url`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIN_INSTANT = -(2**62)
+MAX_INSTANT = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    param: str
+    system: str | None
+    code: str | None
+    text: str | None = None  # folded display/text, for `:text`
+
+
+@dataclass(frozen=True, slots=True)
+class StringEntry:
+    param: str
+    value: str  # folded
+    exact: str  # as written
+
+
+@dataclass(frozen=True, slots=True)
+class DateEntry:
+    param: str
+    low: int  # inclusive, µs since epoch UTC
+    high: int  # exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class NumberEntry:
+    param: str
+    value: float
+    low: float  # implicit precision range [low, high)
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityEntry:
+    param: str
+    value: float
+    low: float
+    high: float
+    system: str | None
+    code: str | None
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceEntry:
+    param: str
+    target_type: str | None  # local references: "Patient"
+    target_id: str | None  # local references: "123"
+    url: str | None = None  # absolute or canonical references (version stripped)
+    identifier_system: str | None = None  # Reference.identifier, for `:identifier`
+    identifier_value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UriEntry:
+    param: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeEntry:
+    """One combination of component values of a composite parameter (e.g. code-value-quantity)."""
+
+    param: str
+    components: tuple[IndexEntry, ...]
+
+
+IndexEntry = (
+    TokenEntry
+    | StringEntry
+    | DateEntry
+    | NumberEntry
+    | QuantityEntry
+    | ReferenceEntry
+    | UriEntry
+    | CompositeEntry
+)

@@ -1,0 +1,105 @@
+"""The storage port: what the FHIR layer needs from a store. Every adapter passes tests/contract/.
+
+Adapters hold no FHIR logic beyond translating `SearchQuery` values into their own queries. The
+REST layer decides ids, versions, `meta` and index entries; a store makes each `write` one atomic
+unit (new versions + history + index entries, all or nothing) and refuses it with
+`VersionConflict` when a resource's current version is not the one the writer saw.
+
+Bodies cross the port as plain JSON bytes; an adapter may encrypt them at rest (per-patient
+envelope encryption) without changing this interface, since routing needs only ids, `compartments`
+and index entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from fhir_server.indexing.entries import IndexEntry
+
+if TYPE_CHECKING:
+    from fhir_server.search.query import SearchPage, SearchQuery
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored. `body` is b"" for a deletion (tombstone)."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime  # timezone-aware UTC
+    deleted: bool
+    body: bytes
+    method: str = "PUT"  # how this version came to be: POST, PUT, PATCH or DELETE (for history)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOp:
+    """Write one new version of a resource.
+
+    `expected_version` is the current version the writer based this on (0: none exists yet);
+    the new version is `expected_version + 1`. `body=None` deletes (writes a tombstone).
+    """
+
+    resource_type: str
+    id: str
+    expected_version: int
+    last_updated: datetime
+    body: bytes | None
+    entries: Sequence[IndexEntry] = ()
+    compartments: tuple[str, ...] = ()  # e.g. ("Patient/123",): the patient compartments it is in
+    method: str = "PUT"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """History at system (no type), type (no id) or instance level. Newest first."""
+
+    resource_type: str | None = None
+    id: str | None = None
+    since: datetime | None = None  # only versions with last_updated >= since
+    at: datetime | None = None  # only the version current at that instant (per resource)
+    count: int = 50
+    offset: int = 0
+    type_filter: frozenset[str] | None = None  # system level: only these types (access control)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[StoredResource]
+    total: int
+    next_offset: int | None = None
+
+
+@dataclass
+class StoreStats:
+    resources: int = 0
+    versions: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """The storage port. Methods are async; adapters may run blocking work in threads."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """The current version (a tombstone if deleted), or None if never written."""
+        ...
+
+    async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None: ...
+
+    async def write(self, ops: Sequence[WriteOp]) -> list[StoredResource]:
+        """Apply every op atomically or none; raise VersionConflict on a stale expected_version."""
+        ...
+
+    async def history(self, query: HistoryQuery) -> HistoryPage: ...
+
+    async def search(self, query: SearchQuery) -> SearchPage: ...
+
+    async def stats(self) -> StoreStats: ...
