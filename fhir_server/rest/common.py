@@ -1,0 +1,53 @@
+"""Checks every interaction shares: is the type one we serve, is the id well formed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from fhir_server.errors import BadRequest, Gone, NotFound
+from fhir_server.storage.port import StoredResource
+from fhir_server.validation import supported_types
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def require_type(resource_type: str) -> str:
+    if resource_type not in supported_types():
+        raise NotFound(f"'{resource_type}' is not a resource type this server supports")
+    return resource_type
+
+
+def require_id(id: str) -> str:
+    if not ID_PATTERN.fullmatch(id):
+        raise BadRequest(
+            f"'{id}' is not a valid FHIR id: use 1-64 characters from A-Z, a-z, 0-9, '-' and '.'"
+        )
+    return id
+
+
+def require_live(stored: StoredResource | None, resource_type: str, id: str) -> StoredResource:
+    """The current version, or 404 if never written, or 410 if deleted."""
+    if stored is None:
+        raise NotFound(f"{resource_type}/{id} is not known")
+    if stored.deleted:
+        raise Gone(
+            f"{resource_type}/{id} was deleted (version {stored.version_id})",
+            headers={"ETag": f'W/"{stored.version_id}"'},
+        )
+    return stored
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a clear 400."""
+    if not body.strip():
+        raise BadRequest("The request has no body; send a FHIR resource as JSON")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"The body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("The body must be a JSON object (a FHIR resource)")
+    return value

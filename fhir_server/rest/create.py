@@ -1,0 +1,32 @@
+"""FHIR create and conditional create. https://hl7.org/fhir/R4/http.html#create · #ccreate"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir_server.rest.common import require_type
+from fhir_server.rest.context import RequestContext
+from fhir_server.rest.planned import Planned, match_criteria
+from fhir_server.rest.writes import new_id, plan_put
+from fhir_server.validation import validate_resource
+
+
+async def plan_create(
+    ctx: RequestContext,
+    resource_type: str,
+    resource: dict[str, Any],
+    now: datetime,
+    *,
+    if_none_exist: str | None = None,
+    id: str | None = None,
+) -> Planned:
+    """Create with a server-assigned id (the body's id is ignored, as the spec says)."""
+    require_type(resource_type)
+    body = {k: v for k, v in resource.items() if k != "id"}
+    validate_resource(body, expected_type=resource_type)
+    if if_none_exist:
+        existing = await match_criteria(ctx, resource_type, if_none_exist, "If-None-Exist")
+        if existing is not None:
+            return Planned(200, existing=existing, location=True)
+    return Planned(201, plan_put(body, id or new_id(), 0, now, method="POST"), location=True)

@@ -1,0 +1,59 @@
+"""FHIR patch with JSON Patch (RFC 6902). https://hl7.org/fhir/R4/http.html#patch"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from fhir_server.errors import BadRequest, Unprocessable
+from fhir_server.rest.common import require_id, require_live, require_type
+from fhir_server.rest.context import RequestContext
+from fhir_server.rest.planned import Planned
+from fhir_server.rest.update import check_if_match
+from fhir_server.rest.writes import decode, plan_put
+from fhir_server.validation import validate_resource
+
+# Elements the server owns: a patch may not change them.
+_PROTECTED = ("/id", "/resourceType", "/meta/versionId", "/meta/lastUpdated")
+
+
+def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
+    if not isinstance(operations, list):
+        raise BadRequest("A JSON Patch body must be an array of operations (RFC 6902)")
+    for index, op in enumerate(operations):
+        path = op.get("path", "") if isinstance(op, dict) else ""
+        if isinstance(path, str) and op.get("op") != "test" and path.startswith(_PROTECTED):
+            raise Unprocessable(f"Patch operation {index} may not change '{path}': the server owns it")
+    try:
+        patched = jsonpatch.apply_patch(resource, operations)
+    except jsonpatch.JsonPatchTestFailed as error:
+        raise Unprocessable(f"A JSON Patch 'test' operation failed: {error}") from None
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as error:
+        raise Unprocessable(f"The JSON Patch cannot be applied: {error}") from None
+    except (TypeError, KeyError, AttributeError) as error:
+        raise BadRequest(f"The JSON Patch is malformed: {error}") from None
+    if not isinstance(patched, dict):
+        raise Unprocessable("The JSON Patch replaced the whole resource with something that is not one")
+    return patched
+
+
+async def plan_patch(
+    ctx: RequestContext,
+    resource_type: str,
+    id: str,
+    operations: Any,
+    now: datetime,
+    *,
+    if_match: int | None = None,
+) -> Planned:
+    require_type(resource_type)
+    require_id(id)
+    current = require_live(await ctx.store.read(resource_type, id), resource_type, id)
+    check_if_match(current, if_match, f"{resource_type}/{id}")
+    patched = apply_json_patch(decode(current.body), operations)
+    validate_resource(patched, expected_type=resource_type, expected_id=id, require_id=True)
+    op = plan_put(patched, id, current.version_id, now, method="PATCH")
+    return Planned(200, op, if_match=if_match is not None)

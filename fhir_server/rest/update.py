@@ -1,0 +1,73 @@
+"""FHIR update, update-as-create and conditional update.
+
+https://hl7.org/fhir/R4/http.html#update · #cond-update · #concurrency (If-Match)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir_server.errors import BadRequest, PreconditionFailed
+from fhir_server.rest.common import require_id, require_type
+from fhir_server.rest.context import RequestContext
+from fhir_server.rest.planned import Planned, match_criteria
+from fhir_server.rest.writes import new_id, plan_put
+from fhir_server.storage.port import StoredResource
+from fhir_server.validation import validate_resource
+
+
+def check_if_match(current: StoredResource | None, if_match: int | None, where: str) -> None:
+    """If-Match names the version the client saw; any other current version is 412."""
+    if if_match is None:
+        return
+    actual = current.version_id if current else 0
+    if current is None or actual != if_match:
+        raise PreconditionFailed(
+            f"{where}: If-Match asked for version {if_match} but the current version is "
+            f"{actual if current else 'none (it does not exist)'}; read it again and retry"
+        )
+
+
+async def plan_update(
+    ctx: RequestContext,
+    resource_type: str,
+    id: str,
+    resource: dict[str, Any],
+    now: datetime,
+    *,
+    if_match: int | None = None,
+) -> Planned:
+    require_type(resource_type)
+    require_id(id)
+    validate_resource(resource, expected_type=resource_type, expected_id=id, require_id=True)
+    current = await ctx.store.read(resource_type, id)
+    check_if_match(current, if_match, f"{resource_type}/{id}")
+    expected = current.version_id if current else 0
+    created = current is None or current.deleted
+    op = plan_put(resource, id, expected, now)
+    return Planned(201 if created else 200, op, if_match=if_match is not None, location=created)
+
+
+async def plan_conditional_update(
+    ctx: RequestContext,
+    resource_type: str,
+    criteria: str,
+    resource: dict[str, Any],
+    now: datetime,
+    *,
+    if_match: int | None = None,
+) -> Planned:
+    """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
+    require_type(resource_type)
+    match = await match_criteria(ctx, resource_type, criteria, "Conditional update")
+    body_id = resource.get("id")
+    if match is None:
+        target = body_id if isinstance(body_id, str) else new_id()
+        return await plan_update(ctx, resource_type, target, {**resource, "id": target}, now, if_match=if_match)
+    if body_id is not None and body_id != match.id:
+        raise BadRequest(
+            f"The body's id '{body_id}' differs from {resource_type}/{match.id}, which the criteria match",
+            expression=f"{resource_type}.id",
+        )
+    return await plan_update(ctx, resource_type, match.id, {**resource, "id": match.id}, now, if_match=if_match)

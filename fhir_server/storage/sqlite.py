@@ -1,0 +1,263 @@
+"""The embedded storage adapter: one SQLite file in WAL mode, no setup.
+
+One logical write (`Store.write`) is one SQLite transaction (BEGIN IMMEDIATE): new versions, the
+current-version pointer, compartments and search-index entries commit together or not at all.
+The version check happens inside that transaction, so two racing writers based on the same version
+cannot both win, whether they are tasks in one process or uvicorn workers sharing the file.
+
+Point reads run inline on a dedicated read connection: a primary-key lookup costs microseconds,
+less than a hop to a thread. Writes run on one writer thread; searches on a small pool of reader
+threads, each with its own connection (WAL lets readers run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from fhir_server.errors import VersionConflict
+from fhir_server.instants import from_micros, to_micros
+from fhir_server.storage import sqlite_index
+from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
+
+if TYPE_CHECKING:
+    from fhir_server.search.query import SearchPage, SearchQuery
+
+T = TypeVar("T")
+
+CORE_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS resource (
+        res INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+        last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL, UNIQUE(type, id))""",
+    """CREATE TABLE IF NOT EXISTS version (
+        vid INTEGER PRIMARY KEY, res INTEGER NOT NULL, type TEXT NOT NULL, version INTEGER NOT NULL,
+        last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL, body BLOB,
+        UNIQUE(res, version))""",
+    "CREATE INDEX IF NOT EXISTS version_type ON version(type, vid)",
+    "CREATE INDEX IF NOT EXISTS version_time ON version(last_updated)",
+    """CREATE TABLE IF NOT EXISTS compartment (
+        res INTEGER NOT NULL, compartment TEXT NOT NULL, PRIMARY KEY(compartment, res)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS compartment_res ON compartment(res)",
+]
+
+_READ_CURRENT = """SELECT r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body
+    FROM resource r JOIN version v ON v.res = r.res AND v.version = r.version
+    WHERE r.type = ? AND r.id = ?"""
+_READ_VERSION = """SELECT v.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body
+    FROM resource r JOIN version v ON v.res = r.res
+    WHERE r.type = ? AND r.id = ? AND v.version = ?"""
+
+
+def _row_to_stored(row: tuple[str, str, int, int, int, str, bytes | None]) -> StoredResource:
+    rtype, rid, version, updated, deleted, method, body = row
+    return StoredResource(rtype, rid, version, from_micros(updated), bool(deleted), body or b"", method)
+
+
+class SqliteStore:
+    """Implements `fhir_server.storage.port.Store` on one SQLite file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL", readers: int = 2) -> None:
+        # synchronous=NORMAL in WAL mode: a committed write survives a crash of the process (kill -9);
+        # FULL adds an fsync per commit and survives power loss too.
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._readers = readers
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._pool_connections: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
+        conn.execute("PRAGMA mmap_size=1073741824")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        with _transaction(self._writer):
+            for statement in [*CORE_SCHEMA, *sqlite_index.SCHEMA]:
+                self._writer.execute(statement)
+        self._reader = self._connect()
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
+
+    async def close(self) -> None:
+        for pool in (self._write_pool, self._read_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for conn in [self._writer, self._reader, *self._pool_connections]:
+            if conn is not None:
+                conn.close()
+        self._writer = self._reader = None
+        self._pool_connections = []
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _read_conn(self) -> sqlite3.Connection:
+        """This reader thread's own connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._pool_lock:
+                self._pool_connections.append(conn)
+        return conn
+
+    async def _in_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._read_pool is not None, "store is not open"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_pool, lambda: work(self._read_conn()))
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        assert self._reader is not None, "store is not open"
+        return self._reader
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, id: str) -> StoredResource | None:
+        row = self.reader.execute(_READ_CURRENT, (resource_type, id)).fetchone()
+        return _row_to_stored(row) if row else None
+
+    async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
+        row = self.reader.execute(_READ_VERSION, (resource_type, id, version_id)).fetchone()
+        return _row_to_stored(row) if row else None
+
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        return await self._in_reader(lambda conn: _history(conn, query))
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        return await self._in_reader(lambda conn: sqlite_index.search_sql(conn, query))
+
+    async def stats(self) -> StoreStats:
+        def count(conn: sqlite3.Connection) -> StoreStats:
+            live = conn.execute("SELECT count(*) FROM resource WHERE deleted = 0").fetchone()[0]
+            versions = conn.execute("SELECT count(*) FROM version").fetchone()[0]
+            return StoreStats(resources=live, versions=versions)
+
+        return await self._in_reader(count)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def write(self, ops: Sequence[WriteOp]) -> list[StoredResource]:
+        assert self._write_pool is not None and self._writer is not None, "store is not open"
+        writer = self._writer
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_pool, lambda: _write_all(writer, ops))
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (so no partial write survives)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _write_all(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[StoredResource]:
+    with _transaction(conn):
+        return [_write_one(conn, op) for op in ops]
+
+
+def _write_one(conn: sqlite3.Connection, op: WriteOp) -> StoredResource:
+    row = conn.execute(
+        "SELECT res, version FROM resource WHERE type = ? AND id = ?", (op.resource_type, op.id)
+    ).fetchone()
+    current = row[1] if row else 0
+    if current != op.expected_version:
+        raise VersionConflict(op.resource_type, op.id, op.expected_version, current)
+    version, updated, deleted = current + 1, to_micros(op.last_updated), int(op.body is None)
+    if row is None:
+        res = conn.execute(
+            "INSERT INTO resource(type, id, version, last_updated, deleted) VALUES (?, ?, ?, ?, ?)",
+            (op.resource_type, op.id, version, updated, deleted),
+        ).lastrowid
+        assert res is not None
+    else:
+        res = row[0]
+        conn.execute(
+            "UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE res = ?",
+            (version, updated, deleted, res),
+        )
+    conn.execute(
+        "INSERT INTO version(res, type, version, last_updated, deleted, method, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (res, op.resource_type, version, updated, deleted, op.method, op.body),
+    )
+    _replace_index(conn, res, op, had_previous=row is not None)
+    return StoredResource(
+        op.resource_type, op.id, version, op.last_updated, op.body is None, op.body or b"", op.method
+    )
+
+
+def _replace_index(conn: sqlite3.Connection, res: int, op: WriteOp, *, had_previous: bool) -> None:
+    if had_previous:
+        conn.execute("DELETE FROM compartment WHERE res = ?", (res,))
+        sqlite_index.delete_entries(conn, res)
+    if op.body is None:
+        return  # a tombstone is found by no search
+    conn.executemany(
+        "INSERT OR IGNORE INTO compartment(res, compartment) VALUES (?, ?)",
+        [(res, c) for c in op.compartments],
+    )
+    sqlite_index.write_entries(conn, res, op.resource_type, op.entries)
+
+
+def _history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryPage:
+    where, args = _history_filter(query)
+    base = f"FROM version v JOIN resource r ON r.res = v.res WHERE {where}"
+    total = conn.execute(f"SELECT count(*) {base}", args).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT v.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body {base}"
+        " ORDER BY v.last_updated DESC, v.vid DESC LIMIT ? OFFSET ?",
+        [*args, query.count, query.offset],
+    ).fetchall()
+    entries = [_row_to_stored(row) for row in rows]
+    following = query.offset + len(entries)
+    return HistoryPage(entries, total, following if following < total else None)
+
+
+def _history_filter(query: HistoryQuery) -> tuple[str, list[object]]:
+    clauses: list[str] = ["1 = 1"]
+    args: list[object] = []
+    if query.resource_type is not None:
+        clauses.append("v.type = ?")
+        args.append(query.resource_type)
+    if query.id is not None:
+        clauses.append("r.id = ?")
+        args.append(query.id)
+    if query.type_filter is not None:
+        clauses.append(f"v.type IN ({','.join('?' * len(query.type_filter))})")
+        args.extend(sorted(query.type_filter))
+    if query.since is not None:
+        clauses.append("v.last_updated >= ?")
+        args.append(to_micros(query.since))
+    if query.at is not None:
+        # The version current at `at`: the newest version of each resource written at or before it.
+        clauses.append(
+            "v.version = (SELECT max(w.version) FROM version w WHERE w.res = v.res AND w.last_updated <= ?)"
+        )
+        args.append(to_micros(query.at))
+    return " AND ".join(clauses), args
