@@ -1,0 +1,85 @@
+"""The composition root: the one place that picks adapters and wires the layers together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse
+
+from fhir_server.http.errors import CatchAll, install_error_handlers
+from fhir_server.http.responses import is_lenient
+from fhir_server.http.routes import fhir_router
+from fhir_server.rest.context import RequestContext
+from fhir_server.rest.writes import format_instant, utc_now
+from fhir_server.settings import Settings
+from fhir_server.storage.port import Store
+
+FHIR_PREFIX = "/fhir"
+
+
+def make_store(settings: Settings) -> Store:
+    """Pick the storage adapter from the storage URL (sqlite by default)."""
+    url = settings.storage_url or ""
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from fhir_server.storage.mongo import MongoStore  # imported only when asked for
+
+        return MongoStore(url)
+    from fhir_server.storage.sqlite import SqliteStore
+
+    return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    the_store = store or make_store(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await the_store.open()
+        try:
+            if settings.demo:
+                from seed_data.demo import load_demo_once
+
+                await load_demo_once(the_store)
+            yield
+        finally:
+            await the_store.close()
+
+    app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.store = the_store
+    app.state.started = format_instant(utc_now())
+    app.state.security_extension = lambda base_url: None
+    install_error_handlers(app)
+
+    def base_url_of(request: Request) -> str:
+        return settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
+
+    async def context_for(request: Request) -> RequestContext:
+        return RequestContext(the_store, base_url_of(request), strict=not is_lenient(request))
+
+    app.state.context_for = context_for
+    app.include_router(fhir_router(context_for), prefix=FHIR_PREFIX)
+
+    @app.get("/")
+    async def root(request: Request) -> JSONResponse:
+        return JSONResponse({"fhir": base_url_of(request), "metadata": base_url_of(request) + "/metadata"})
+
+    _add_cors(app, settings)
+    app.add_middleware(CatchAll)
+    return app
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist", "Prefer"],
+            expose_headers=["ETag", "Location", "Last-Modified"],
+        )
+

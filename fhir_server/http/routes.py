@@ -1,0 +1,164 @@
+"""The FHIR REST routes: parse the HTTP request, pick the interaction, write the HTTP response.
+
+Everything FHIR-specific happens in fhir_server.rest; this module only moves bytes and headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from fhir_server.errors import BadRequest
+from fhir_server.http.negotiation import check_request_media_type
+from fhir_server.http.responses import fhir_response, is_lenient, presentation
+from fhir_server.rest import bundle as bundle_interaction
+from fhir_server.rest import search as search_interaction
+from fhir_server.rest.capabilities import capability_statement
+from fhir_server.rest.commit import commit
+from fhir_server.rest.common import parse_json_body, require_type
+from fhir_server.rest.context import RequestContext
+from fhir_server.rest.create import plan_create
+from fhir_server.rest.delete import plan_conditional_delete, plan_delete
+from fhir_server.rest.dispatch import run_get
+from fhir_server.rest.patch import plan_patch
+from fhir_server.rest.planned import Planned
+from fhir_server.rest.result import Result
+from fhir_server.rest.update import plan_conditional_update, plan_update
+from fhir_server.rest.validate_op import validate_operation
+from fhir_server.rest.writes import parse_etag, utc_now
+
+ContextFactory = Callable[[Request], Awaitable[RequestContext]]
+
+
+def fhir_router(context_for: ContextFactory) -> APIRouter:
+    """All FHIR interactions under the FHIR base; `context_for` resolves store, base URL and access."""
+    router = APIRouter()
+
+    @router.get("/metadata")
+    async def metadata(request: Request) -> Response:
+        ctx = await context_for(request)
+        how = presentation(request)
+        state = request.app.state
+        body = capability_statement(ctx.base_url, state.security_extension(ctx.base_url), state.started)
+        import orjson
+
+        return fhir_response(Result(200, body=orjson.dumps(body)), how, ctx.base_url)
+
+    @router.post("/")
+    @router.post("")
+    async def batch_or_transaction(request: Request) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        check_request_media_type(request.headers.get("content-type"))
+        bundle = parse_json_body(await request.body())
+        result = await bundle_interaction.process_bundle(ctx, bundle, run_get)
+        return fhir_response(result, how, ctx.base_url)
+
+    @router.post("/{resource_type}/_search")
+    async def search_by_post(request: Request, resource_type: str) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        require_type(resource_type)
+        form = await request.form()
+        params = [*request.query_params.multi_items(), *((k, str(v)) for k, v in form.multi_items())]
+        body = await search_interaction.search_bundle(ctx, resource_type, params)
+        return fhir_response(Result(200, body=body), how, ctx.base_url)
+
+    @router.post("/{resource_type}/$validate")
+    @router.post("/{resource_type}/{id}/$validate")
+    async def validate(request: Request, resource_type: str, id: str | None = None) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        check_request_media_type(request.headers.get("content-type"))
+        body = parse_json_body(await request.body())
+        return fhir_response(validate_operation(resource_type, body, id), how, ctx.base_url)
+
+    @router.post("/{resource_type}")
+    async def create(request: Request, resource_type: str) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        check_request_media_type(request.headers.get("content-type"))
+        resource = parse_json_body(await request.body())
+        if_none_exist = request.headers.get("if-none-exist")
+
+        async def plan() -> Planned:
+            return await plan_create(ctx, resource_type, resource, utc_now(), if_none_exist=if_none_exist)
+
+        return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
+
+    @router.put("/{resource_type}/{id}")
+    @router.put("/{resource_type}")
+    async def update(request: Request, resource_type: str, id: str | None = None) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        check_request_media_type(request.headers.get("content-type"))
+        resource = parse_json_body(await request.body())
+        if_match = _if_match(request)
+        criteria = request.url.query
+
+        async def plan() -> Planned:
+            if id is None:
+                if not criteria:
+                    raise BadRequest("PUT needs an id (PUT [type]/[id]) or search criteria (PUT [type]?...)")
+                return await plan_conditional_update(ctx, resource_type, criteria, resource, utc_now(), if_match=if_match)
+            return await plan_update(ctx, resource_type, id, resource, utc_now(), if_match=if_match)
+
+        return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
+
+    @router.patch("/{resource_type}/{id}")
+    async def patch(request: Request, resource_type: str, id: str) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        check_request_media_type(request.headers.get("content-type"), patch=True)
+        operations = _json_any(await request.body())
+        if_match = _if_match(request)
+
+        async def plan() -> Planned:
+            return await plan_patch(ctx, resource_type, id, operations, utc_now(), if_match=if_match)
+
+        return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
+
+    @router.delete("/{resource_type}/{id}")
+    @router.delete("/{resource_type}")
+    async def delete(request: Request, resource_type: str, id: str | None = None) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        if_match = _if_match(request)
+        criteria = request.url.query
+
+        async def plan() -> Planned:
+            if id is None:
+                if not criteria:
+                    raise BadRequest("DELETE needs an id (DELETE [type]/[id]) or search criteria (DELETE [type]?...)")
+                return await plan_conditional_delete(ctx, resource_type, criteria, utc_now())
+            return await plan_delete(ctx, resource_type, id, utc_now(), if_match=if_match)
+
+        return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
+
+    @router.get("/{path:path}")
+    @router.get("")
+    async def get(request: Request, path: str = "") -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        result = await run_get(ctx, path, request.query_params.multi_items())
+        return fhir_response(result, how, ctx.base_url, request=request)
+
+    return router
+
+
+def _if_match(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    version = parse_etag(header)
+    if version is None:
+        raise BadRequest(f"If-Match '{header}' is not a version ETag such as W/\"3\"")
+    return version
+
+
+def _json_any(body: bytes) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"The body is not valid JSON: {error}") from None
+
+
+def lenient(request: Request) -> bool:
+    return is_lenient(request)
