@@ -153,7 +153,7 @@ async def _transaction(ctx: RequestContext, entries: list[Entry], run_get: GetRu
         if entry.planned is not None:
             entry.result = _written(entry.planned, by_key)
         else:
-            entry.result = await _within(entry, _get(ctx, entry, run_get))
+            entry.result = await _read_entry(ctx, entry, run_get)
     return _response_bundle(ctx, "transaction-response", [e.result for e in entries if e.result])
 
 
@@ -174,7 +174,14 @@ async def _assign_identities(ctx: RequestContext, entries: list[Entry]) -> None:
         elif entry.method == "PUT" and entry.query:
             match = await _within(entry, match_criteria(ctx, entry.resource_type, entry.query, "Conditional update"))
             body_id = (entry.resource or {}).get("id")
+            if match and body_id is not None and body_id != match.id:
+                raise BadRequest(
+                    f"{entry.label}: the body's id '{body_id}' differs from {entry.resource_type}/{match.id}, "
+                    "which the criteria match",
+                    expression=f"Bundle.entry[{entry.index}].resource.id",
+                )
             target_id = match.id if match else (body_id if isinstance(body_id, str) else new_id())
+            entry.assigned_id = target_id
             entry.extra["target"] = f"{entry.resource_type}/{target_id}"
         elif entry.method in ("PUT", "PATCH", "DELETE") and "/" in entry.path:
             entry.extra["target"] = "/".join(entry.path.split("/")[:2])
@@ -236,7 +243,10 @@ async def _plan(ctx: RequestContext, entry: Entry, now: datetime) -> Planned:
         return await plan_delete(ctx, segments[0], segments[1], now, if_match=entry.if_match)
     if entry.method == "PUT":
         if len(segments) == 1 and entry.query:
-            return await plan_conditional_update(ctx, segments[0], entry.query, resource, now, if_match=entry.if_match)
+            if entry.assigned_id is None:  # a batch entry: resolve the criteria now
+                return await plan_conditional_update(ctx, segments[0], entry.query, resource, now, if_match=entry.if_match)
+            target = {**resource, "id": entry.assigned_id}  # resolved before references were rewritten
+            return await plan_update(ctx, segments[0], entry.assigned_id, target, now, if_match=entry.if_match)
         _expect_instance(segments, entry)
         return await plan_update(ctx, segments[0], segments[1], resource, now, if_match=entry.if_match)
     _expect_instance(segments, entry)
@@ -270,6 +280,14 @@ def _written(planned: Planned, by_key: dict[tuple[str, str], StoredResource]) ->
 
 async def _get(ctx: RequestContext, entry: Entry, run_get: GetRunner) -> Result:
     return await run_get(ctx, entry.path, parse_qsl(entry.query, keep_blank_values=True))
+
+
+async def _read_entry(ctx: RequestContext, entry: Entry, run_get: GetRunner) -> Result:
+    """A read changes nothing, so its failure is reported in its own entry, as in a batch."""
+    try:
+        return await _get(ctx, entry, run_get)
+    except FhirError as error:
+        return _error_result(error)
 
 
 async def _within(entry: Entry, work: Awaitable[Any]) -> Any:
@@ -307,7 +325,7 @@ async def _batch(ctx: RequestContext, raw_entries: list[Any], run_get: GetRunner
         try:
             entry = _parse_entry(index, raw, ctx.base_url)
             if entry.method in ("GET", "HEAD"):
-                results.append(await _get(ctx, entry, run_get))
+                results.append(await _read_entry(ctx, entry, run_get))
             else:
                 results.append(await commit(ctx, _bind(ctx, entry)))
         except FhirError as error:
