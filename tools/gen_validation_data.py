@@ -10,7 +10,11 @@ What the file holds (https://hl7.org/fhir/R4/elementdefinition.html):
   `contentReference`s point at the path that defines their children; `value_set_index` is -1 unless
   the element has a *required* binding to a value set we could expand.
 - `value_sets`: `[url, {system: [codes]}]` for the expanded required value sets.
-- `resources`: the R4 resource types (non-abstract), `primitives`: the R4 primitive types.
+- `required`: per type, the elements with min >= 1, each as `[name, [JSON names]]` (one name, or every
+  choice of a `[x]` element); `choices`: per type, `[name, [JSON names]]` of each `[x]` element (at
+  most one of them may appear).
+- `resources`: the R4 resource types (non-abstract), `primitives`: the R4 primitive types, `regex`: the
+  value regex of each primitive type that JSON carries as a string.
 - `unexpanded`: required value sets that cannot be enumerated from the definitions (e.g. all MIME
   types, UCUM units); elements bound to them are not checked.
 """
@@ -136,6 +140,8 @@ class SchemaBuilder:
         self.vs_index: dict[str, int] = {}
         self.value_sets: list[list[Any]] = []
         self.unexpanded: set[str] = set()
+        self.required: dict[str, list[list[Any]]] = {}
+        self.choices: dict[str, list[list[Any]]] = {}
 
     def add_structure(self, sd: Json) -> None:
         for element in sd["snapshot"]["element"]:
@@ -144,7 +150,13 @@ class SchemaBuilder:
                 self.types.setdefault(path, {})
                 continue
             parent, name = path.rsplit(".", 1)
-            for json_name, type_name in self._json_names(element, path, name):
+            names = self._json_names(element, path, name)
+            group = [name, [n for n, _ in names]]
+            if element.get("min", 0) >= 1:
+                self.required.setdefault(parent, []).append(group)
+            if name.endswith("[x]"):
+                self.choices.setdefault(parent, []).append(group)
+            for json_name, type_name in names:
                 if sd["kind"] == "resource" and parent == sd["type"] and name == "id":
                     type_name = "id"  # the snapshot says string; a resource id is an `id`
                 self.types.setdefault(parent, {})[json_name] = [
@@ -182,6 +194,17 @@ class SchemaBuilder:
         return self.vs_index[url]
 
 
+def _value_regex(sd: Json) -> str | None:
+    """The regex on the primitive's `value` (https://hl7.org/fhir/R4/datatypes.html#primitive)."""
+    for element in sd["snapshot"]["element"]:
+        if element["path"] == sd["id"] + ".value":
+            for type_entry in element.get("type", []):
+                for ext in type_entry.get("extension", []):
+                    if ext["url"] == "http://hl7.org/fhir/StructureDefinition/regex":
+                        return str(ext["valueString"])
+    return None
+
+
 def build(shared: Path) -> Json:
     definitions = shared / "fhir-r4" / "definitions"
     structures = load_bundle(definitions / "structuredefinitions.json")
@@ -195,12 +218,16 @@ def build(shared: Path) -> Json:
             builder.add_structure(sd)
     # Element is not among the base definitions here; a primitive's `_name` object uses it.
     builder.types["Element"] = {"id": ["string", 0, -1], "extension": ["Extension", 1, -1]}
+    regex = {sd["id"]: _value_regex(sd) for sd in structures if sd["kind"] == "primitive-type"}
     resources = sorted(sd["id"] for sd in structures if sd["kind"] == "resource" and not sd.get("abstract"))
     return {
         "fhirVersion": "4.0.1",
         "resources": resources,
         "primitives": primitives,
         "types": builder.types,
+        "required": builder.required,
+        "choices": builder.choices,
+        "regex": {name: pattern for name, pattern in sorted(regex.items()) if pattern},
         "value_sets": builder.value_sets,
         "unexpanded": sorted(builder.unexpanded),
     }

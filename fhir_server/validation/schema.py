@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,9 @@ DATA_FILE = Path(__file__).parent / "data" / "r4_schema.json.gz"
 # JSON representation of the numeric and boolean primitives (https://hl7.org/fhir/R4/json.html#primitive);
 # every other primitive is a JSON string.
 INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
+# Checked otherwise: JSON booleans and numbers by their JSON type and range, strings by ele-1, and
+# base64Binary by a linear scan (its regex backtracks badly on megabyte attachments).
+_NOT_BY_REGEX = INTEGER_TYPES | {"boolean", "decimal", "string", "markdown", "base64Binary"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +49,18 @@ class ElementSpec:
     value_set: ValueSet | None
 
 
+# An element and its JSON names: ("value[x]", ("valueString", ...)) or ("status", ("status",)).
+Group = tuple[str, tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     types: dict[str, dict[str, ElementSpec]]
+    required: dict[str, tuple[Group, ...]]  # per type, elements with min >= 1
+    choices: dict[str, tuple[Group, ...]]  # per type, the [x] elements: at most one name may appear
     resources: frozenset[str]
     primitives: frozenset[str]
+    patterns: dict[str, re.Pattern[str]]  # per string-carried primitive type, its value regex
 
 
 def _value_set(url: str, by_system: dict[str, list[str]]) -> ValueSet:
@@ -74,4 +85,15 @@ def load_schema() -> Schema:
         name: {prop: _element(raw, value_sets, primitives) for prop, raw in props.items()}
         for name, props in data["types"].items()
     }
-    return Schema(types, frozenset(data["resources"]), primitives)
+    return Schema(
+        types,
+        _groups(data["required"]),
+        _groups(data["choices"]),
+        frozenset(data["resources"]),
+        primitives,
+        {t: re.compile(p) for t, p in data["regex"].items() if t not in _NOT_BY_REGEX},
+    )
+
+
+def _groups(raw: dict[str, list[list[Any]]]) -> dict[str, tuple[Group, ...]]:
+    return {t: tuple((name, tuple(names)) for name, names in groups) for t, groups in raw.items()}

@@ -18,7 +18,23 @@ from typing import Any
 from fhir_server.errors import Issue
 from fhir_server.validation.schema import INTEGER_TYPES, ElementSpec, Schema, ValueSet, load_schema
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # integer is a signed 32-bit value in R4
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+NO_SPACE = str.maketrans("", "", " \t\r\n")
+FORMAT_HINTS = {
+    "id": "1-64 of A-Z a-z 0-9 - .",
+    "date": "YYYY, YYYY-MM or YYYY-MM-DD",
+    "dateTime": "YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone",
+    "instant": "YYYY-MM-DDThh:mm:ss(.sss) with a time zone",
+    "time": "hh:mm:ss",
+    "code": "no leading, trailing or double whitespace",
+    "uri": "no whitespace",
+    "url": "no whitespace",
+    "canonical": "no whitespace",
+    "oid": "urn:oid:1.2.3...",
+    "uuid": "urn:uuid: and a lower-case UUID",
+    "base64Binary": "base64 characters in groups of four",
+}
 ELEMENT = "Element"  # the type of a primitive's `_name` companion (id + extension)
 
 # R4 types whose R4B model has a different shape, so no R4 instance can satisfy both.
@@ -50,13 +66,6 @@ class StructureWalker:
     # -- resources ---------------------------------------------------------------------------
     def resource(self, value: dict[str, Any], resource_type: str, path: str) -> None:
         """Walk a resource whose resourceType is already known to be supported."""
-        resource_id = value.get("id")
-        if isinstance(resource_id, str) and not ID_PATTERN.fullmatch(resource_id):
-            self.report(
-                f"{path}.id",
-                f"{_show(resource_id)} is not a valid id (1-64 of A-Z a-z 0-9 - .)",
-                "value",
-            )
         self.object(value, resource_type, path, is_resource=True)
 
     def nested_resource(self, value: Any, path: str) -> None:
@@ -90,6 +99,17 @@ class StructureWalker:
                 self.companion(value, key, item, base, f"{path}.{key}")
             else:
                 self.report(f"{path}.{key}", f"unknown element {key!r} for {type_name}", "structure")
+        self.cardinality(value, type_name, path)
+
+    def cardinality(self, value: dict[str, Any], type_name: str, path: str) -> None:
+        """min >= 1 elements present (a primitive may be present by its `_name` alone); one choice of [x]."""
+        for name, names in self.schema.required.get(type_name, ()):
+            if not any(n in value or "_" + n in value for n in names):
+                self.report(f"{path}.{name}", "required element is missing", "required")
+        for name, names in self.schema.choices.get(type_name, ()):
+            present = [n for n in names if n in value or "_" + n in value]
+            if len(present) > 1:
+                self.report(f"{path}.{name}", f"only one of {', '.join(present)} may be present", "structure")
 
     def property(self, owner: dict[str, Any], key: str, value: Any, spec: ElementSpec, path: str) -> None:
         if not spec.is_array:
@@ -155,8 +175,7 @@ class StructureWalker:
             if type(value) is not bool:
                 self.report(path, f"expected a JSON boolean (true/false), got {_show(value)}", "structure")
         elif kind in INTEGER_TYPES:
-            if type(value) is not int:
-                self.report(path, f"expected a JSON integer ({kind}), got {_show(value)}", "structure")
+            self.integer(value, kind, path)
         elif kind == "decimal":
             if type(value) not in (int, float):
                 self.report(path, f"expected a JSON number (decimal), got {_show(value)}", "structure")
@@ -166,14 +185,29 @@ class StructureWalker:
             self.report(
                 path, "empty or whitespace-only string: omit the element instead (ele-1)", "invariant"
             )
-        elif kind == "id" and not ID_PATTERN.fullmatch(value):
-            self.report(path, f"{_show(value)} is not a valid id (1-64 of A-Z a-z 0-9 - .)", "value")
+        elif not self.well_formed(kind, value):
+            hint = FORMAT_HINTS.get(kind, "see https://hl7.org/fhir/R4/datatypes.html")
+            self.report(path, f"{_show(value)} is not a valid {kind} ({hint})", "value")
         elif spec.value_set is not None and value not in spec.value_set.codes:
             self.report(
                 path,
                 f"{_show(value)} is not in the required value set {spec.value_set.describe()}",
                 "code-invalid",
             )
+
+    def integer(self, value: Any, kind: str, path: str) -> None:
+        if type(value) is not int:
+            self.report(path, f"expected a JSON integer ({kind}), got {_show(value)}", "structure")
+            return
+        low = {"integer": INT32_MIN, "positiveInt": 1, "unsignedInt": 0}[kind]
+        if not low <= value <= INT32_MAX:
+            self.report(path, f"{value} is out of range for {kind} ({low}..{INT32_MAX})", "value")
+
+    def well_formed(self, kind: str, value: str) -> bool:
+        if kind == "base64Binary":
+            return BASE64.fullmatch(value) is not None and len(value.translate(NO_SPACE)) % 4 == 0
+        pattern = self.schema.patterns.get(kind)
+        return pattern is None or pattern.fullmatch(value) is not None
 
     def coded(self, value: dict[str, Any], type_name: str, value_set: ValueSet, path: str) -> None:
         """Coding: a code from a system of the set must be in it. CodeableConcept: one coding must be."""
