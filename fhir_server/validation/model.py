@@ -17,7 +17,7 @@ from fhir_server.errors import Issue
 _CODES = {
     "missing": "required",
     "model_field_validation.missing": "required",
-    "extra_forbidden": "structure",
+    "extra_forbidden": "not-supported",
 }
 
 
@@ -42,7 +42,9 @@ def _message(error: Any) -> str:
     if kind in ("missing", "model_field_validation.missing"):
         return "required element is missing"
     if kind == "extra_forbidden":
-        return f"unknown element {error['loc'][-1]!r}"
+        # Our R4 walk reports elements R4 does not define first, and its issue wins the merge; what
+        # is left are R4 elements the R4B model lacks (e.g. EvidenceVariable.approvalDate).
+        return f"element {error['loc'][-1]!r} is not supported by this server (its R4B model lacks it)"
     text = str(error["msg"]).removeprefix("Value error, ").strip()
     value = error.get("input")
     if isinstance(value, str | int | float | bool) and kind != "value_error":

@@ -237,6 +237,23 @@ def test_unknown_elements_are_named(changes: dict[str, Any], path: str) -> None:
     assert repr(path.rsplit(".", 1)[1]) in issue.diagnostics
 
 
+def test_an_r4_element_that_the_r4b_model_lacks_is_not_supported_with_the_model(use_model: bool) -> None:
+    """EvidenceVariable changed in R4B: R4's approvalDate passes our R4 walk but not the R4B parse."""
+    resource = {
+        "resourceType": "EvidenceVariable",
+        "status": "draft",
+        "characteristic": [{"definitionCodeableConcept": {"text": "adults"}}],
+        "approvalDate": "2020-01-01",
+    }
+    if not use_model:
+        accepted(resource)
+        return
+    issue = only_issue(resource)
+    assert issue.expression == ("EvidenceVariable.approvalDate",)
+    assert issue.code == "not-supported"
+    assert "not supported by this server" in issue.diagnostics
+
+
 # -- cardinality, choices, formats (the models check these too) --------------------------------
 def test_missing_required_element_is_reported_by_path() -> None:
     resource = with_(OBSERVATION)
