@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from fhir_server import jsonio
 from fhir_server.errors import FhirError
 from fhir_server.rest.bundle import process_bundle
 from fhir_server.rest.context import RequestContext
@@ -47,9 +46,9 @@ def read_file(path: Path) -> Iterator[Json]:
         with path.open("rb") as lines:
             for line in lines:
                 if line.strip():
-                    yield orjson.loads(line)
+                    yield jsonio.loads(line)
         return
-    yield orjson.loads(path.read_bytes())
+    yield jsonio.loads(path.read_bytes())
 
 
 async def import_resources(

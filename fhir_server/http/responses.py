@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server import jsonio
 from fhir_server.errors import Issue
 from fhir_server.http.negotiation import response_media_type
 from fhir_server.rest.outcome import outcome_bytes
@@ -75,7 +75,7 @@ def fhir_response(
     if body is None:
         return Response(status_code=result.status, headers=headers)
     if how.pretty:
-        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+        body = jsonio.dumps(jsonio.loads(body), pretty=True)
     return Response(body, result.status, headers, media_type=f"{how.media_type}; charset=utf-8")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from fhir_server import jsonio
 from fhir_server.errors import BadRequest
 from fhir_server.http.negotiation import check_request_media_type
 from fhir_server.http.responses import fhir_response, is_lenient, presentation
@@ -152,11 +153,9 @@ def _if_match(request: Request) -> int | None:
 
 
 def _json_any(body: bytes) -> Any:
-    import orjson
-
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+        return jsonio.loads(body)
+    except ValueError as error:
         raise BadRequest(f"The body is not valid JSON: {error}") from None
 
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from fhir_server import jsonio
 from fhir_server.errors import BadRequest, FhirError, Issue, VersionConflict
 from fhir_server.rest.commit import commit
 from fhir_server.rest.context import RequestContext
@@ -266,8 +267,8 @@ def _patch_operations(resource: Json) -> Any:
             "(FHIRPath Patch is not supported)"
         )
     try:
-        return orjson.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
-    except (ValueError, orjson.JSONDecodeError):
+        return jsonio.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+    except ValueError:
         raise BadRequest("The PATCH entry's Binary.data is not base64-encoded JSON Patch") from None
 
 

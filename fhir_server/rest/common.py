@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
+from fhir_server import jsonio
 from fhir_server.errors import BadRequest, Gone, NotFound
 from fhir_server.storage.port import StoredResource
 from fhir_server.validation import supported_types
@@ -45,8 +44,8 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise BadRequest("The request has no body; send a FHIR resource as JSON")
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+        value = jsonio.loads(body)
+    except ValueError as error:  # JSONDecodeError, bad UTF-8, NaN/Infinity
         raise BadRequest(f"The body is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object (a FHIR resource)")

@@ -10,8 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from fhir_server import jsonio
 from fhir_server.errors import Conflict, PreconditionFailed, VersionConflict
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.storage.port import StoredResource, WriteOp
@@ -43,11 +42,11 @@ def stamp(resource: Json, id: str, version: int, last_updated: datetime) -> Json
 
 
 def encode(resource: Json) -> bytes:
-    return orjson.dumps(resource)
+    return jsonio.dumps(resource)
 
 
 def decode(body: bytes) -> Json:
-    value: Json = orjson.loads(body)
+    value: Json = jsonio.loads(body)
     return value
 
 

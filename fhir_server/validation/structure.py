@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import re
 from typing import Any
 
@@ -177,7 +179,7 @@ class StructureWalker:
         elif kind in INTEGER_TYPES:
             self.integer(value, kind, path)
         elif kind == "decimal":
-            if type(value) not in (int, float):
+            if type(value) not in (int, float, Decimal):  # Decimal: precision-keeping parse
                 self.report(path, f"expected a JSON number (decimal), got {_show(value)}", "structure")
         elif type(value) is not str:
             self.report(path, f"expected a JSON string ({kind}), got {_show(value)}", "structure")

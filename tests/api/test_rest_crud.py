@@ -234,3 +234,24 @@ async def test_capability_statement_is_honest(app_client: httpx.AsyncClient) -> 
     assert "MedicinalProduct" not in types  # an R4 type the R4B models lack
     names = {p["name"] for p in types["Observation"]["searchParam"]}
     assert {"code", "subject", "date", "patient"} <= names
+
+
+async def test_decimal_precision_is_kept(app_client: httpx.AsyncClient) -> None:
+    """FHIR decimals keep their precision: 0.10 is not 0.1, and 1.50e3 keeps three significant digits."""
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"weight"},'
+        b'"valueQuantity":{"value":0.10,"unit":"kg"},"referenceRange":[{"low":{"value":1.50e3}}]}'
+    )
+    created = await app_client.post("Observation", content=body, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    read = await app_client.get(f"Observation/{created.json()['id']}")
+    assert b'"value":0.10' in read.content
+    assert b'"value":1.50E+3' in read.content
+    pretty = await app_client.get(f"Observation/{created.json()['id']}?_pretty=true")
+    assert b'"value": 0.10' in pretty.content
+
+
+async def test_nan_is_not_json(app_client: httpx.AsyncClient) -> None:
+    body = b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":NaN}}'
+    response = await app_client.post("Observation", content=body, headers=FHIR_JSON)
+    assert response.status_code == 400
