@@ -1,0 +1,249 @@
+"""Search queries and their answers as plain, adapter-neutral values. https://hl7.org/fhir/R4/search.html
+
+The parser (`fhir_server.search.parse`) resolves every parameter against the registry, so a storage
+adapter needs no FHIR knowledge: each `Clause` names the parameter code, the kind of index entry it
+compares against (the `fhir_server.indexing.entries` classes) and typed values already normalised the
+same way the entries were (folded strings, [low, high) instants, precision ranges).
+
+Shape of a query: an AND-list of criteria; each `Clause` holds an OR-list of values. Chains and
+reverse chains nest criteria evaluated against other resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from fhir_server.storage.port import StoredResource
+
+Prefix = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
+PREFIXES: tuple[Prefix, ...] = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+# Entry kinds a clause compares against (one per IndexEntry class), plus the resource-table columns.
+Kind = Literal[
+    "number",
+    "date",
+    "string",
+    "token",
+    "reference",
+    "quantity",
+    "uri",
+    "composite",
+    "id",  # _id: the resource's id
+    "lastUpdated",  # _lastUpdated: the resource's last_updated instant
+    "text",  # _text: folded substring of the narrative
+    "content",  # _content: folded substring of the whole resource
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NumberValue:
+    """A number with its implied precision range: `100` is [99.5, 100.5)."""
+
+    prefix: Prefix
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class DateValue:
+    """A date of any precision as the half-open instant range it covers, µs since epoch UTC."""
+
+    prefix: Prefix
+    low: int
+    high: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityValue:
+    """`[prefix]number|system|code`: system None = any; code None = any unit."""
+
+    prefix: Prefix
+    value: float
+    low: float
+    high: float
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StringValue:
+    """`value` is always folded; `exact` (for `:exact`) keeps the text as written."""
+
+    value: str
+    match: Literal["start", "exact", "contains"] = "start"
+    exact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenValue:
+    """`code`, `system|code`, `|code`, `system|`.
+
+    system: None = any system; "" = no system. code: None = any code. `match="text"` compares the
+    folded `code` against the entry's display text (`:text`).
+    """
+
+    system: str | None
+    code: str | None
+    match: Literal["code", "text"] = "code"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceValue:
+    """A local reference (type + id, type None = any allowed target), an absolute/canonical url,
+    or a `:identifier` match (identifier_system None = any system)."""
+
+    target_type: str | None = None
+    target_id: str | None = None
+    url: str | None = None
+    identifier_system: str | None = None
+    identifier_value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UriValue:
+    value: str
+    match: Literal["eq", "above", "below"] = "eq"
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeValue:
+    """One `a$b` value: a typed value per component, in component order."""
+
+    parts: tuple[Value, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MissingValue:
+    """`:missing=true` (no entry for the parameter) or `:missing=false` (at least one)."""
+
+    missing: bool
+
+
+Value = (
+    NumberValue
+    | DateValue
+    | QuantityValue
+    | StringValue
+    | TokenValue
+    | ReferenceValue
+    | UriValue
+    | CompositeValue
+    | MissingValue
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """Resources with an entry for `param` matching any of `values` (OR).
+
+    `negate` (token `:not`): resources with no entry matching any of the values, including those
+    without the parameter at all. `components` gives the kind of each part of a composite.
+    """
+
+    param: str
+    kind: Kind
+    values: tuple[Value, ...]
+    negate: bool = False
+    components: tuple[Kind, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainClause:
+    """`param:Type.inner=...`: a reference `param` resolves to a live resource of one of
+    `target_types` that satisfies `inner` (which may chain again)."""
+
+    param: str
+    target_types: tuple[str, ...]
+    inner: Criterion
+
+
+@dataclass(frozen=True, slots=True)
+class HasClause:
+    """`_has:Source:param:inner=...`: some live `source_type` resource whose reference `param`
+    points at this resource satisfies `inner`."""
+
+    source_type: str
+    param: str
+    inner: Criterion
+
+
+Criterion = Clause | ChainClause | HasClause
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    param: str  # a search parameter code, or "_id" / "_lastUpdated"
+    kind: Kind
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """`_include=Source:param[:Target]` (or `_revinclude`). `param` None means `*` (every reference)."""
+
+    source_type: str | None
+    param: str | None
+    target_type: str | None = None
+    iterate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRule:
+    """Granular access: a resource of `resource_type` passes only if it satisfies every clause of at
+    least one group in `any_of` (e.g. Observation needs category=vital-signs)."""
+
+    resource_type: str
+    any_of: tuple[tuple[Criterion, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessFilter:
+    """What the caller may see, applied inside storage to matches, includes, chains and `_has`.
+
+    Every field narrows (AND); None means no restriction by that field.
+    - types: allowed resource types.
+    - compartments: the resource must be in one of these Patient compartments ("Patient/1"); a
+      Patient is in its own.
+    - allowed_labels: a resource passes only if every `meta.security` code of `label_system` it
+      carries is in this set of (system, code); a resource with none passes if `allow_unlabeled`.
+    - extra: per-type rules (all rules of the resource's type must pass).
+    """
+
+    types: frozenset[str] | None = None
+    compartments: frozenset[str] | None = None
+    allowed_labels: frozenset[tuple[str, str]] | None = None
+    label_system: str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+    allow_unlabeled: bool = True
+    extra: tuple[TypeRule, ...] = ()
+
+
+Total = Literal["none", "estimate", "accurate"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A whole search. `resource_types` empty = system level (every type)."""
+
+    resource_types: tuple[str, ...] = ()
+    criteria: tuple[Criterion, ...] = ()
+    sort: tuple[SortKey, ...] = ()
+    count: int = 20
+    offset: int = 0
+    total: Total = "accurate"
+    includes: tuple[Include, ...] = ()
+    revincludes: tuple[Include, ...] = ()
+    compartment: str | None = None  # "Patient/123": only resources in that compartment
+    access: AccessFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of answers: matches in order, then included resources (no duplicates)."""
+
+    matches: list[StoredResource]
+    included: list[StoredResource] = field(default_factory=list)
+    total: int | None = None
+    next_offset: int | None = None  # the offset of the next page, None on the last page
