@@ -1,0 +1,245 @@
+"""Pure normalisers shared by write-time index extraction and the search query parser.
+
+Both sides must normalise identically, or a stored value and the query for it would not meet.
+https://hl7.org/fhir/R4/search.html (string, date, number and quantity matching rules).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from fhir_server.indexing.entries import MAX_INSTANT, MIN_INSTANT
+
+__all__ = [
+    "MAX_INSTANT",
+    "MIN_INSTANT",
+    "date_bounds",
+    "fold",
+    "money_parts",
+    "number_bounds",
+    "period_bounds",
+    "quantity_parts",
+    "range_parts",
+    "timing_bounds",
+]
+
+QuantityParts = tuple[float, float, float, str | None, str | None, str | None]
+
+_SPACE = re.compile(r"\s+")
+_US_PER_SECOND = 1_000_000
+_US_PER_DAY = 86_400 * _US_PER_SECOND
+ISO_4217 = "urn:iso:std:iso:4217"
+
+
+@lru_cache(maxsize=8192)
+def fold(s: str) -> str:
+    """Lower case, accents removed, whitespace collapsed: the form string search compares in.
+
+    Cached because the same names, cities and displays recur across many resources.
+    """
+    if s.isascii():
+        return _SPACE.sub(" ", s).strip().lower()
+    decomposed = unicodedata.normalize("NFKD", s)
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _SPACE.sub(" ", bare).strip().casefold()
+
+
+# FHIR date / dateTime / instant, at any precision. Seconds are optional after hh:mm because search
+# values such as `2026-11-24T10:00Z` are allowed even though stored dateTimes always carry seconds.
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _days_in_month(y: int, m: int) -> int:
+    if m == 2:
+        return 29 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 28
+    return 30 if m in (4, 6, 9, 11) else 31
+
+
+def _tz_offset_us(tz: str | None) -> int:
+    """Offset east of UTC in µs; no zone means UTC (our documented choice for local times)."""
+    if tz is None or tz == "Z":
+        return 0
+    hours, minutes = int(tz[1:3]), int(tz[4:6])
+    if hours > 14 or minutes > 59:
+        raise ValueError(f"bad time zone offset {tz!r}")
+    sign = -1 if tz[0] == "-" else 1
+    return sign * (hours * 3600 + minutes * 60) * _US_PER_SECOND
+
+
+def _check_range(value: int, low: int, high: int, what: str, s: str) -> int:
+    if not low <= value <= high:
+        raise ValueError(f"{what} out of range in {s!r}")
+    return value
+
+
+def _date_part_bounds(y: int, m: str | None, d: str | None, s: str) -> tuple[int, int]:
+    """[low, high) days for a date-only value of year, month or day precision."""
+    if m is None:
+        return _days_from_civil(y, 1, 1), _days_from_civil(y + 1, 1, 1)
+    month = _check_range(int(m), 1, 12, "month", s)
+    if d is None:
+        next_y, next_m = (y + 1, 1) if month == 12 else (y, month + 1)
+        return _days_from_civil(y, month, 1), _days_from_civil(next_y, next_m, 1)
+    day = _check_range(int(d), 1, _days_in_month(y, month), "day", s)
+    low = _days_from_civil(y, month, day)
+    return low, low + 1
+
+
+def _time_bounds(g: Mapping[str, str | None], day: int, s: str) -> tuple[int, int]:
+    """[low, high) µs for a value with a time part; width follows the precision written."""
+    hour = _check_range(int(g["H"] or 0), 0, 23, "hour", s)
+    minute = _check_range(int(g["M"] or 0), 0, 59, "minute", s)
+    second = _check_range(int(g["S"] or 0), 0, 60, "second", s)
+    frac = g["f"]
+    micros = int((frac + "000000")[:6]) if frac else 0
+    if g["S"] is None:
+        width = 60 * _US_PER_SECOND
+    elif frac:
+        width = 10 ** max(0, 6 - len(frac))  # beyond µs precision, the µs containing it
+    else:
+        width = _US_PER_SECOND
+    low = day * _US_PER_DAY + ((hour * 60 + minute) * 60 + second) * _US_PER_SECOND + micros
+    low -= _tz_offset_us(g["tz"])
+    return low, low + width
+
+
+@lru_cache(maxsize=16384)
+def date_bounds(s: str) -> tuple[int, int]:
+    """A FHIR date/dateTime/instant of any precision as [low, high) µs since the epoch, UTC.
+
+    `2026` -> [2026-01-01, 2027-01-01); `2026-11-24T10:00Z` -> that minute. Raises ValueError.
+    """
+    match = _DATE.fullmatch(s)
+    if match is None:
+        raise ValueError(f"not a FHIR date/dateTime/instant: {s!r}")
+    g = match.groupdict()
+    year = int(g["y"])
+    low_day, high_day = _date_part_bounds(year, g["m"], g["d"], s)
+    if g["H"] is None:
+        return low_day * _US_PER_DAY, high_day * _US_PER_DAY
+    return _time_bounds(g, low_day, s)
+
+
+@lru_cache(maxsize=8192)
+def number_bounds(s: str) -> tuple[float, float, float]:
+    """(value, low, high): the half-open range implied by the significant digits written.
+
+    "100" -> (100, 99.5, 100.5); "100.00" -> [99.995, 100.005); "1e2" -> one significant figure,
+    so [50, 150). Raises ValueError on anything that is not a decimal number.
+    """
+    try:
+        dec = Decimal(s.strip())
+    except InvalidOperation:
+        raise ValueError(f"not a number: {s!r}") from None
+    if not dec.is_finite():
+        raise ValueError(f"not a finite number: {s!r}")
+    exponent = dec.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite decimals have an int exponent
+    half = Decimal(5).scaleb(exponent - 1)
+    return float(dec), float(dec - half), float(dec + half)
+
+
+def _number_text(value: Any) -> str | None:
+    """The textual form of a JSON number (bools are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    return value if isinstance(value, str) else repr(value)
+
+
+def json_number_bounds(value: Any) -> tuple[float, float, float] | None:
+    """number_bounds for a value as it came out of JSON, or None when it is not a number."""
+    text = _number_text(value)
+    if text is None:
+        return None
+    try:
+        return number_bounds(text)
+    except ValueError:
+        return None
+
+
+def _safe_bounds(value: Any) -> tuple[int, int] | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date_bounds(value)
+    except ValueError:
+        return None
+
+
+def period_bounds(period: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A Period as [low, high); a missing start or end is open (MIN_INSTANT / MAX_INSTANT)."""
+    start = _safe_bounds(period.get("start"))
+    end = _safe_bounds(period.get("end"))
+    if start is None and end is None:
+        return None
+    low = start[0] if start else MIN_INSTANT
+    high = end[1] if end else MAX_INSTANT
+    return low, high
+
+
+def timing_bounds(timing: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A Timing's outer limits: its events and its repeat.boundsPeriod; the schedule is ignored."""
+    spans = [b for b in map(_safe_bounds, timing.get("event") or ()) if b is not None]
+    repeat = timing.get("repeat")
+    if isinstance(repeat, Mapping) and isinstance(repeat.get("boundsPeriod"), Mapping):
+        bounds = period_bounds(repeat["boundsPeriod"])
+        if bounds is not None:
+            spans.append(bounds)
+    if not spans:
+        return None
+    return min(b[0] for b in spans), max(b[1] for b in spans)
+
+
+def quantity_parts(q: Mapping[str, Any]) -> QuantityParts | None:
+    """(value, low, high, system, code, unit) of a Quantity/SimpleQuantity/Age/Duration/Count/...
+
+    None when there is no numeric value, since nothing could match it by value.
+    """
+    bounds = json_number_bounds(q.get("value"))
+    if bounds is None:
+        return None
+    return (*bounds, q.get("system"), q.get("code"), q.get("unit"))
+
+
+def money_parts(m: Mapping[str, Any]) -> QuantityParts | None:
+    """A Money as a quantity whose code is its ISO 4217 currency."""
+    bounds = json_number_bounds(m.get("value"))
+    if bounds is None:
+        return None
+    currency = m.get("currency")
+    return (*bounds, ISO_4217 if currency else None, currency, currency)
+
+
+def range_parts(r: Mapping[str, Any]) -> QuantityParts | None:
+    """A Range as one quantity spanning [low.value, high.value]; an absent end is open (±inf).
+
+    `value` is the low end when there is one (else the high end), for sorting.
+    """
+    low = quantity_parts(r["low"]) if isinstance(r.get("low"), Mapping) else None
+    high = quantity_parts(r["high"]) if isinstance(r.get("high"), Mapping) else None
+    if low is None and high is None:
+        return None
+    unit_source = low or high
+    assert unit_source is not None
+    lo = low[0] if low else float("-inf")
+    hi = high[0] if high else float("inf")
+    return (lo if low else hi, lo, hi, unit_source[3], unit_source[4], unit_source[5])
