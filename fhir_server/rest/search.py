@@ -1,0 +1,108 @@
+"""FHIR search, compartment search and Patient $everything.
+
+https://hl7.org/fhir/R4/http.html#search · https://hl7.org/fhir/R4/search.html
+· https://hl7.org/fhir/R4/compartmentdefinition.html · https://hl7.org/fhir/R4/patient-operation-everything.html
+
+The caller's access (`ctx.access`) travels inside the `SearchQuery`, so storage narrows matches,
+totals, paging, includes and chains before anything is counted or returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from fhir_server.errors import BadRequest
+from fhir_server.rest.common import require_id, require_live
+from fhir_server.rest.context import RequestContext
+from fhir_server.search.bundle import Links, searchset
+from fhir_server.search.parse import ParsedSearch, parse_search
+from fhir_server.search.query import AccessFilter, SearchQuery
+from fhir_server.storage.port import StoredResource
+
+Params = Sequence[tuple[str, str]]
+_EVERYTHING = {"_since", "_type", "_count", "_offset", "_format", "_pretty"}
+
+
+async def search_bundle(
+    ctx: RequestContext,
+    resource_type: str | None,
+    params: Params,
+    *,
+    compartment: str | None = None,
+) -> bytes:
+    """A searchset Bundle for `GET [base]/[type]?params` (type None: system level; with
+    `compartment="Patient/1"`: `GET [base]/Patient/1/[type]`)."""
+    parsed = parse_search(resource_type, params, strict=ctx.strict, base_url=ctx.base_url)
+    path = _path(resource_type, compartment)
+    return await _run(ctx, parsed, path, compartment)
+
+
+async def find_matches(
+    ctx: RequestContext, resource_type: str, params: Params, limit: int = 2
+) -> list[StoredResource]:
+    """Up to `limit` current resources matching `params`, for conditional create/update/delete.
+
+    Always strict: silently ignoring a criterion here could update or delete the wrong resources.
+    """
+    parsed = parse_search(resource_type, _criteria_only(params), strict=True, base_url=ctx.base_url)
+    query = replace(parsed.query, count=limit, offset=0, total="none", sort=(), includes=(), revincludes=())
+    page = await ctx.store.search(replace(query, access=access_filter(ctx)))
+    return page.matches
+
+
+async def everything(ctx: RequestContext, patient_id: str, params: Params) -> bytes:
+    """`Patient/[id]/$everything`: the Patient and every resource in its compartment.
+
+    Supports `_since` (last updated at or after), `_type`, `_count` and `_offset`.
+    """
+    require_id(patient_id)
+    require_live(await ctx.store.read("Patient", patient_id), "Patient", patient_id)
+    search_params = _everything_params(params, strict=ctx.strict)
+    parsed = parse_search(None, search_params, strict=ctx.strict, base_url=ctx.base_url)
+    compartment = f"Patient/{patient_id}"
+    return await _run(ctx, parsed, f"{compartment}/$everything", compartment)
+
+
+async def _run(ctx: RequestContext, parsed: ParsedSearch, path: str, compartment: str | None) -> bytes:
+    query: SearchQuery = replace(parsed.query, compartment=compartment, access=access_filter(ctx))
+    page = await ctx.store.search(query)
+    used = tuple((k, v) for k, v in parsed.used if k not in ("_count", "_offset"))
+    count_given = any(k == "_count" for k, _ in parsed.used)
+    links = Links(ctx.base_url, path, used, query.count, query.offset, count_given)
+    return searchset(page, links, summary=parsed.summary, elements=parsed.elements, ignored=parsed.ignored)
+
+
+def access_filter(ctx: RequestContext) -> AccessFilter | None:
+    """The caller's narrowing. Fails closed: an access object we cannot read is an error, not "all"."""
+    access = ctx.access
+    if access is None or isinstance(access, AccessFilter):
+        return access
+    narrowed = getattr(access, "search_filter", None)
+    if narrowed is None or isinstance(narrowed, AccessFilter):
+        return narrowed
+    raise TypeError(f"cannot narrow a search with access context {type(access).__name__}")
+
+
+def _path(resource_type: str | None, compartment: str | None) -> str:
+    if compartment is None:
+        return resource_type or ""
+    return f"{compartment}/{resource_type or '*'}"
+
+
+def _criteria_only(params: Params) -> list[tuple[str, str]]:
+    """Conditional criteria never page, sort or include."""
+    return [(k, v) for k, v in params if k.split(":", 1)[0] not in ("_format", "_pretty")]
+
+
+def _everything_params(params: Params, *, strict: bool) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, value in params:
+        if name not in _EVERYTHING:
+            if strict:
+                raise BadRequest(
+                    f"'{name}' is not a $everything parameter; use _since, _type, _count or _offset"
+                )
+            continue
+        out.append(("_lastUpdated", f"ge{value}") if name == "_since" else (name, value))
+    return out

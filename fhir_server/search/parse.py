@@ -1,0 +1,485 @@
+"""From query-string pairs to a `SearchQuery`. https://hl7.org/fhir/R4/search.html
+
+Every parameter is resolved against the search-parameter registry here, so storage adapters get
+typed, normalised values. Strict (the default, `Prefer: handling=strict`): anything unknown,
+unsupported or malformed is a 400 naming it. Lenient: it is skipped and listed in `ignored`.
+
+Choices where the spec leaves room (also in the CapabilityStatement's spirit):
+- `_text` / `_content`: every folded (case- and accent-insensitive) word of the value must begin a
+  word of the narrative / of the resource's string values. No stemming, no boolean operators.
+- `_list=id`: resources referenced by `List/id`'s entries (functional lists like `$current-*` are
+  not supported).
+- Token `:in`, `:not-in`, `:above`, `:below` are not supported (we hold no terminology service);
+  `:text` is a folded substring of the coding display / CodeableConcept text; `:of-type` works on
+  Identifier-typed parameters (`identifier:of-type=typeSystem|typeCode|value`).
+- Empty values (`name=`) are ignored, as the spec says, and reported in `ignored`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from fhir_server.errors import BadRequest
+from fhir_server.indexing.registry import get_registry
+from fhir_server.search import values as v
+from fhir_server.search.query import (
+    ChainClause,
+    Clause,
+    CompositeValue,
+    Criterion,
+    HasClause,
+    Include,
+    Kind,
+    MissingValue,
+    SearchQuery,
+    SortKey,
+    TokenValue,
+    Total,
+    Value,
+)
+from fhir_server.validation import supported_types
+
+DEFAULT_COUNT = 20
+MAX_COUNT = 1000
+MAX_CHAIN_DEPTH = 4
+
+_IGNORED_BY_SEARCH = {"_format", "_pretty"}  # presentation, handled by the HTTP layer
+_SUMMARY = {"true", "text", "data", "count", "false"}
+_TOTAL = {"none", "estimate", "accurate"}
+# Resource-level parameters every type has; type-less (system) searches may use only these.
+_SPECIAL_KINDS: dict[str, Kind] = {
+    "_id": "id",
+    "_lastUpdated": "lastUpdated",
+    "_text": "text",
+    "_content": "content",
+}
+_COMMON_KINDS: dict[str, Kind] = {"_tag": "token", "_security": "token", "_profile": "uri", "_source": "uri"}
+_MODIFIERS: dict[str, frozenset[str]] = {
+    "string": frozenset({"exact", "contains", "missing"}),
+    "token": frozenset({"not", "text", "of-type", "missing"}),
+    "reference": frozenset({"identifier", "missing"}),  # plus :[Type]
+    "uri": frozenset({"above", "below", "missing"}),
+    "number": frozenset({"missing"}),
+    "date": frozenset({"missing"}),
+    "quantity": frozenset({"missing"}),
+    "composite": frozenset({"missing"}),
+    "id": frozenset({"missing"}),
+    "lastUpdated": frozenset({"missing"}),
+    "text": frozenset(),
+    "content": frozenset(),
+}
+_UNSUPPORTED_MODIFIERS = {"in", "not-in", "above", "below", "type", "iterate"}
+_PREFIXED = {"number", "date", "quantity", "lastUpdated"}
+
+
+class _ParamDef(Protocol):
+    """What we read from a registry SearchParamDef."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def targets(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A parameter lenient handling skipped, and why."""
+
+    name: str
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSearch:
+    query: SearchQuery
+    used: tuple[tuple[str, str], ...] = ()  # the parameters that took effect, for the self link
+    ignored: tuple[Ignored, ...] = ()
+    summary: str | None = None  # _summary, "false" normalised to None
+    elements: tuple[str, ...] | None = None  # _elements
+
+
+@dataclass
+class _State:
+    """Accumulates one parse."""
+
+    types: tuple[str, ...]
+    query: SearchQuery
+    criteria: list[Criterion] = field(default_factory=list)
+    used: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+    summary: str | None = None
+    elements: tuple[str, ...] | None = None
+
+
+def parse_search(
+    resource_type: str | None,
+    params: Sequence[tuple[str, str]],
+    *,
+    strict: bool = True,
+    base_url: str | None = None,
+) -> ParsedSearch:
+    """Parse `params` for a search on `resource_type` (None: system level, narrowed by `_type`)."""
+    types = _search_types(resource_type, params)
+    state = _State(types, SearchQuery(resource_types=types))
+    for name, value in params:
+        try:
+            _one(state, name, value, base_url)
+        except BadRequest as error:
+            if strict:
+                raise
+            state.ignored.append(Ignored(name, value, error.message))
+    query = replace(state.query, criteria=tuple(state.criteria))
+    return ParsedSearch(query, tuple(state.used), tuple(state.ignored), state.summary, state.elements)
+
+
+def _search_types(resource_type: str | None, params: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    if resource_type is not None:
+        return (resource_type,)
+    named = [t for name, value in params if name == "_type" for t in value.split(",") if t]
+    for t in named:
+        _require_known_type(t, "_type")
+    return tuple(dict.fromkeys(named))
+
+
+def _require_known_type(resource_type: str, where: str) -> None:
+    if resource_type not in supported_types():
+        raise BadRequest(f"'{resource_type}' in {where} is not a resource type this server supports")
+
+
+def _one(state: _State, name: str, value: str, base_url: str | None) -> None:
+    """Apply one parameter to the state (or raise BadRequest)."""
+    base = name.split(":", 1)[0]
+    if base in _IGNORED_BY_SEARCH or base == "_type":
+        if base == "_type":
+            state.used.append((name, value))
+        return
+    if base in _RESULT_PARAMS:
+        _RESULT_PARAMS[base](state, name, value)
+        state.used.append((name, value))
+        return
+    if value == "":
+        raise BadRequest(f"Search parameter '{name}' has an empty value; it was ignored")
+    state.criteria.append(parse_criterion(state.types, name, value, base_url=base_url))
+    state.used.append((name, value))
+
+
+# -- criteria -----------------------------------------------------------------------------------
+
+
+def parse_criterion(
+    types: tuple[str, ...], name: str, value: str, *, base_url: str | None = None, depth: int = 0
+) -> Criterion:
+    """One `name=value` filter on resources of `types` (empty: any type)."""
+    if depth > MAX_CHAIN_DEPTH:
+        raise BadRequest(f"'{name}' chains deeper than {MAX_CHAIN_DEPTH} levels")
+    if name.startswith("_has:"):
+        return _parse_has(types, name, value, base_url, depth)
+    head, dot, rest = name.partition(".")
+    if dot:
+        return _parse_chain(types, head, rest, value, base_url, depth)
+    code, _, modifier = head.partition(":")
+    if code == "_list":
+        return _parse_list(types, modifier, value)
+    kind, defs = resolve(types, code)
+    return _clause(types, code, kind, defs, modifier or None, value, base_url)
+
+
+def resolve(types: tuple[str, ...], code: str) -> tuple[Kind, list[_ParamDef]]:
+    """The kind of `code` on every type of `types`, or a 400 listing what is known."""
+    if code in _SPECIAL_KINDS:
+        return _SPECIAL_KINDS[code], []
+    if not types:
+        if code in _COMMON_KINDS:
+            return _COMMON_KINDS[code], []
+        known = sorted([*_SPECIAL_KINDS, *_COMMON_KINDS, "_list", "_has"])
+        raise BadRequest(
+            f"Unknown search parameter '{code}' for a search across all types. Known: {', '.join(known)}"
+            " (name types with _type to use their parameters)"
+        )
+    defs = [_param_def(t, code) for t in types]
+    kinds = {_kind_of(d) for d in defs}
+    if len(kinds) > 1:
+        raise BadRequest(f"Search parameter '{code}' has different types across {', '.join(types)}")
+    return kinds.pop(), defs
+
+
+def _param_def(resource_type: str, code: str) -> _ParamDef:
+    params: Mapping[str, Any] = get_registry().params_for(resource_type)
+    found = params.get(code)
+    if found is None:
+        known = ", ".join(sorted(params))
+        raise BadRequest(f"Unknown search parameter '{code}' for {resource_type}. Known: {known}")
+    return found  # type: ignore[no-any-return]
+
+
+def _kind_of(defn: _ParamDef) -> Kind:
+    if defn.code in _SPECIAL_KINDS:
+        return _SPECIAL_KINDS[defn.code]
+    if defn.code in _COMMON_KINDS:
+        return _COMMON_KINDS[defn.code]
+    if defn.type == "special":
+        raise BadRequest(f"Search parameter '{defn.code}' (a special parameter) is not supported")
+    return defn.type  # type: ignore[return-value]  # the R4 types are our entry kinds
+
+
+def _clause(
+    types: tuple[str, ...],
+    code: str,
+    kind: Kind,
+    defs: list[_ParamDef],
+    modifier: str | None,
+    raw: str,
+    base_url: str | None,
+) -> Clause:
+    modifier = _check_modifier(types, code, kind, defs, modifier)
+    components = _components(types, kind, defs)
+    if modifier == "missing":
+        return Clause(code, kind, (_parse_missing(code, raw),), components=components)
+    if modifier == "of-type":
+        return _of_type(code, raw)
+    parsed = tuple(
+        _value(code, kind, modifier, part, components, base_url) for part in v.split_unescaped(raw, ",")
+    )
+    return Clause(code, kind, parsed, negate=modifier == "not", components=components)
+
+
+def _check_modifier(
+    types: tuple[str, ...], code: str, kind: Kind, defs: list[_ParamDef], modifier: str | None
+) -> str | None:
+    if modifier is None:
+        return None
+    if kind == "reference" and modifier not in _MODIFIERS["reference"]:
+        allowed = {t for d in defs for t in d.targets}
+        if modifier in supported_types() and (not allowed or modifier in allowed):
+            return modifier  # :[Type]
+    if modifier in _MODIFIERS[kind]:
+        return modifier
+    why = "is not supported by this server" if modifier in _UNSUPPORTED_MODIFIERS else "is not valid"
+    raise BadRequest(f"Modifier ':{modifier}' on {kind} search parameter '{code}' {why}")
+
+
+def _of_type(code: str, raw: str) -> Clause:
+    """`identifier:of-type=typeSystem|typeCode|value`, matched against the entries extraction writes
+    under `<code>:of-type` (system = type system, code = "typeCode|value")."""
+    values: list[Value] = []
+    for part in v.split_unescaped(raw, ","):
+        pieces = [v.unescape(p) for p in v.split_unescaped(part, "|")]
+        if len(pieces) != 3 or not pieces[1] or not pieces[2]:
+            raise BadRequest(f"'{code}:of-type' takes system|code|value, not '{part}'")
+        values.append(TokenValue(pieces[0] or None, f"{pieces[1]}|{pieces[2]}"))
+    return Clause(f"{code}:of-type", "token", tuple(values))
+
+
+def _parse_missing(code: str, raw: str) -> MissingValue:
+    if raw not in ("true", "false"):
+        raise BadRequest(f"'{code}:missing' takes true or false, not '{raw}'")
+    return MissingValue(raw == "true")
+
+
+def _value(
+    code: str, kind: Kind, modifier: str | None, raw: str, components: tuple[Kind, ...], base_url: str | None
+) -> Value:
+    if raw == "":
+        raise BadRequest(f"Search parameter '{code}' has an empty value inside its list")
+    try:
+        return _typed_value(kind, modifier, raw, components, base_url)
+    except ValueError as error:
+        raise BadRequest(f"Search parameter '{code}': {error}") from None
+
+
+def _typed_value(
+    kind: Kind, modifier: str | None, raw: str, components: tuple[Kind, ...], base_url: str | None
+) -> Value:
+    if kind in ("number",):
+        return v.parse_number(raw)
+    if kind in ("date", "lastUpdated"):
+        return v.parse_date(raw)
+    if kind == "quantity":
+        return v.parse_quantity(raw)
+    if kind in ("string", "text", "content"):
+        return v.parse_string(raw, "contains" if kind in ("text", "content") else modifier)
+    if kind in ("token", "id"):
+        return _token_or_id(kind, modifier, raw)
+    if kind == "reference":
+        return v.parse_reference(raw, modifier, base_url)
+    if kind == "uri":
+        return v.parse_uri(raw, modifier)
+    return _composite(raw, components, base_url)
+
+
+def _token_or_id(kind: Kind, modifier: str | None, raw: str) -> TokenValue:
+    if kind == "id":
+        return TokenValue(None, v.unescape(raw))
+    return v.parse_token(raw, "text" if modifier == "text" else None)
+
+
+def _composite(raw: str, components: tuple[Kind, ...], base_url: str | None) -> CompositeValue:
+    parts = v.split_unescaped(raw, "$")
+    if len(parts) != len(components):
+        raise ValueError(f"'{raw}' needs {len(components)} parts separated by $ ({', '.join(components)})")
+    return CompositeValue(
+        tuple(_typed_value(k, None, p, (), base_url) for k, p in zip(components, parts, strict=True))
+    )
+
+
+def _components(types: tuple[str, ...], kind: Kind, defs: list[_ParamDef]) -> tuple[Kind, ...]:
+    """The kind of each component of a composite parameter, in order."""
+    if kind != "composite" or not defs:
+        return ()
+    parts = get_registry().components(types[0], defs[0])  # type: ignore[arg-type]  # a registry def
+    return tuple(_kind_of(p) for p in parts)
+
+
+# -- chains, reverse chains, _list ---------------------------------------------------------------
+
+
+def _parse_chain(
+    types: tuple[str, ...], head: str, rest: str, raw: str, base_url: str | None, depth: int
+) -> ChainClause:
+    code, _, type_modifier = head.partition(":")
+    kind, defs = resolve(types, code)
+    if kind != "reference":
+        raise BadRequest(f"'{head}.{rest}' chains through '{code}', which is not a reference parameter")
+    targets = [type_modifier] if type_modifier else sorted({t for d in defs for t in d.targets})
+    inner_code = rest.partition(".")[0].partition(":")[0]
+    usable = tuple(t for t in targets if t in supported_types() and _knows(t, inner_code))
+    if not usable:
+        raise BadRequest(
+            f"Chained search '{head}.{rest}': no target type of '{code}' has a parameter '{inner_code}'"
+        )
+    inner = parse_criterion(usable, rest, raw, base_url=base_url, depth=depth + 1)
+    return ChainClause(code, usable, inner)
+
+
+def _knows(resource_type: str, code: str) -> bool:
+    if code in _SPECIAL_KINDS or code in _COMMON_KINDS or code == "_has":
+        return True
+    return code in get_registry().params_for(resource_type)
+
+
+def _parse_has(types: tuple[str, ...], name: str, raw: str, base_url: str | None, depth: int) -> HasClause:
+    parts = name.split(":", 3)
+    if len(parts) != 4 or not all(parts[1:]):
+        raise BadRequest(f"'{name}' is not a reverse chain: use _has:Type:reference:parameter=value")
+    _, source, ref_code, rest = parts
+    _require_known_type(source, name)
+    kind, defs = resolve((source,), ref_code)
+    if kind != "reference":
+        raise BadRequest(f"'{name}': '{ref_code}' on {source} is not a reference parameter")
+    targets = {t for d in defs for t in d.targets}
+    if types and targets and not targets.intersection(types):
+        raise BadRequest(f"'{name}': {source}.{ref_code} never refers to {', '.join(types)}")
+    inner = parse_criterion((source,), rest, raw, base_url=base_url, depth=depth + 1)
+    return HasClause(source, ref_code, inner)
+
+
+def _parse_list(types: tuple[str, ...], modifier: str, raw: str) -> HasClause:
+    """`_list=42`: resources that List/42 refers to, i.e. `_has:List:item:_id=42`."""
+    if modifier:
+        raise BadRequest(f"Modifier ':{modifier}' on '_list' is not supported")
+    if raw.startswith("$"):
+        raise BadRequest(f"Functional list '{raw}' in _list is not supported")
+    ids = tuple(TokenValue(None, v.unescape(p)) for p in v.split_unescaped(raw, ","))
+    return HasClause("List", "item", Clause("_id", "id", ids))
+
+
+# -- result parameters ---------------------------------------------------------------------------
+
+
+def _set_count(state: _State, name: str, raw: str) -> None:
+    count = _whole_number(name, raw)
+    state.query = replace(state.query, count=min(count, MAX_COUNT))
+
+
+def _set_offset(state: _State, name: str, raw: str) -> None:
+    state.query = replace(state.query, offset=_whole_number(name, raw))
+
+
+def _whole_number(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise BadRequest(f"'{name}' must be a whole number, not '{raw}'")
+    return int(raw)
+
+
+def _set_total(state: _State, name: str, raw: str) -> None:
+    if raw not in _TOTAL:
+        raise BadRequest(f"'_total' must be one of none, estimate, accurate; not '{raw}'")
+    total: Total = raw  # type: ignore[assignment]  # checked above
+    state.query = replace(state.query, total=total)
+
+
+def _set_summary(state: _State, name: str, raw: str) -> None:
+    if raw not in _SUMMARY:
+        raise BadRequest(f"'_summary' must be one of {', '.join(sorted(_SUMMARY))}; not '{raw}'")
+    state.summary = None if raw == "false" else raw
+    if raw == "count":
+        state.query = replace(state.query, count=0, total="accurate")
+
+
+def _set_elements(state: _State, name: str, raw: str) -> None:
+    names = tuple(e.strip() for e in raw.split(",") if e.strip())
+    if not names:
+        raise BadRequest("'_elements' needs at least one element name")
+    state.elements = names
+
+
+def _set_sort(state: _State, name: str, raw: str) -> None:
+    keys: list[SortKey] = []
+    for item in raw.split(","):
+        descending = item.startswith("-")
+        code = item[1:] if descending else item
+        if not code:
+            raise BadRequest(f"'_sort={raw}' has an empty key")
+        kind, _ = resolve(state.types, code)
+        if kind in ("composite", "text", "content"):
+            raise BadRequest(f"Sorting on '{code}' ({kind}) is not supported")
+        keys.append(SortKey(code, kind, descending))
+    state.query = replace(state.query, sort=tuple(keys))
+
+
+def _set_include(state: _State, name: str, raw: str) -> None:
+    base, _, modifier = name.partition(":")
+    if modifier not in ("", "iterate", "recurse"):
+        raise BadRequest(f"'{name}' has an unknown modifier; only :iterate is allowed")
+    include = parse_include(raw, iterate=bool(modifier))
+    if base == "_include":
+        state.query = replace(state.query, includes=(*state.query.includes, include))
+    else:
+        state.query = replace(state.query, revincludes=(*state.query.revincludes, include))
+
+
+def parse_include(raw: str, *, iterate: bool) -> Include:
+    """`Source:param[:Target]` or `*` (every reference of the matched resources)."""
+    if raw == "*":
+        return Include(None, None, None, iterate)
+    parts = raw.split(":")
+    if len(parts) not in (2, 3):
+        raise BadRequest(f"'{raw}' is not an include: use Type:parameter[:TargetType] or *")
+    source, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    _require_known_type(source, raw)
+    if target is not None:
+        _require_known_type(target, raw)
+    if code == "*":
+        return Include(source, None, target, iterate)
+    kind, _ = resolve((source,), code)
+    if kind != "reference":
+        raise BadRequest(f"'{raw}': '{code}' on {source} is not a reference parameter")
+    return Include(source, code, target, iterate)
+
+
+_RESULT_PARAMS = {
+    "_count": _set_count,
+    "_offset": _set_offset,
+    "_total": _set_total,
+    "_summary": _set_summary,
+    "_elements": _set_elements,
+    "_sort": _set_sort,
+    "_include": _set_include,
+    "_revinclude": _set_include,
+}

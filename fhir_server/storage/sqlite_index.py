@@ -1,0 +1,812 @@
+"""The SQLite search index: typed entry tables, and `SearchQuery` -> SQL. https://hl7.org/fhir/R4/search.html
+
+Layout. One table per entry kind, clustered by resource (`PRIMARY KEY(res, pid, n) WITHOUT ROWID`),
+so deleting or checking one resource's entries is a prefix range, plus one value index per table
+for the lookups that drive a search. `pid` is a stable 31-bit hash of (resource type, parameter
+code) — per type, so `Observation.patient` and `DocumentReference.patient` never share index
+ranges; resource-level parameters (`_tag`, `_security`, ...) hash under type "*" so access checks
+and system searches use one pid. A 4-byte integer keeps rows small; a unit test proves the official
+registry has no collisions.
+
+Query shape. The most selective positive criterion (an `_id`, a reference, a compartment, a token
+...) becomes the driving set `r.res IN (SELECT res FROM <index> ...)`; every other criterion is a
+correlated EXISTS probed through the per-resource primary key. The type test is written `+r.type` so
+the planner cannot prefer scanning a whole type. Values are always bound parameters.
+
+Access narrowing (`AccessFilter`) is a WHERE fragment on a `resource` alias, applied to matches,
+chained targets, `_has` sources, includes and revincludes alike, so totals and paging never count
+what the caller may not see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from fhir_server.indexing.entries import (
+    CompositeEntry,
+    DateEntry,
+    IndexEntry,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+from fhir_server.instants import from_micros
+from fhir_server.search.query import (
+    AccessFilter,
+    ChainClause,
+    Clause,
+    CompositeValue,
+    Criterion,
+    DateValue,
+    HasClause,
+    Include,
+    MissingValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    SearchPage,
+    SearchQuery,
+    SortKey,
+    StringValue,
+    TokenValue,
+    UriValue,
+    Value,
+)
+from fhir_server.storage.port import StoredResource
+
+Sql = tuple[str, list[Any]]
+_TRUE: Sql = ("1", [])
+_FALSE: Sql = ("0", [])
+_HIGHEST = "\U0010ffff"  # sorts after any character: prefix p matches [p, p + _HIGHEST)
+MAX_INCLUDES = 1000
+MAX_ITERATIONS = 4
+# Parameters answered from the resource table itself, so their entries are not stored twice.
+_RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
+
+SCHEMA: list[str] = [
+    """CREATE TABLE IF NOT EXISTS ix_token (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        system TEXT, code TEXT, text TEXT, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ix_token_value ON ix_token(pid, code, system)",
+    """CREATE TABLE IF NOT EXISTS ix_string (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        value TEXT NOT NULL, exact TEXT NOT NULL, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ix_string_value ON ix_string(pid, value)",
+    """CREATE TABLE IF NOT EXISTS ix_date (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        low INTEGER NOT NULL, high INTEGER NOT NULL, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ix_date_value ON ix_date(pid, low, high)",
+    """CREATE TABLE IF NOT EXISTS ix_number (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
+        PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ix_number_value ON ix_number(pid, value)",
+    """CREATE TABLE IF NOT EXISTS ix_quantity (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, system TEXT, code TEXT, unit TEXT,
+        PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ix_quantity_value ON ix_quantity(pid, value)",
+    """CREATE TABLE IF NOT EXISTS ix_ref (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        target_type TEXT, target_id TEXT, url TEXT, id_system TEXT, id_value TEXT,
+        PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    # target_id first: serves `subject=123` (any type), `Type/id`, and revincludes of one resource.
+    """CREATE INDEX IF NOT EXISTS ix_ref_target ON ix_ref(target_id, target_type, pid)
+        WHERE target_id IS NOT NULL""",
+    "CREATE INDEX IF NOT EXISTS ix_ref_url ON ix_ref(pid, url) WHERE url IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ix_ref_identifier ON ix_ref(pid, id_value) WHERE id_value IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS ix_uri (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
+        value TEXT NOT NULL, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ix_uri_value ON ix_uri(pid, value)",
+    # One row per component of each composite value; `grp` ties the components of one value together.
+    # Generic columns: s1-s3 text, n1-n3 real, i1-i2 integer (see _COMPOSITE_COLUMNS).
+    """CREATE TABLE IF NOT EXISTS ix_composite (
+        res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL, grp INTEGER NOT NULL,
+        comp INTEGER NOT NULL, s1 TEXT, s2 TEXT, s3 TEXT, n1 REAL, n2 REAL, n3 REAL,
+        i1 INTEGER, i2 INTEGER, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    # _lastUpdated searches and sorts within a type.
+    "CREATE INDEX IF NOT EXISTS resource_type_updated ON resource(type, last_updated)",
+]
+
+_TABLES = ("ix_token", "ix_string", "ix_date", "ix_number", "ix_quantity", "ix_ref", "ix_uri", "ix_composite")
+_KIND_TABLE: dict[str, str] = {
+    "token": "ix_token",
+    "string": "ix_string",
+    "date": "ix_date",
+    "number": "ix_number",
+    "quantity": "ix_quantity",
+    "reference": "ix_ref",
+    "uri": "ix_uri",
+    "composite": "ix_composite",
+}
+
+
+# -- parameter ids --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def pid(resource_type: str, code: str) -> int:
+    """A stable 31-bit id for (type, code); resource-level `_x` parameters share type "*"."""
+    owner = "*" if code.startswith("_") else resource_type
+    digest = hashlib.blake2b(f"{owner}.{code}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+def _pids(types: Sequence[str], code: str) -> list[int]:
+    if code.startswith("_") or not types:
+        return [pid("*", code)]
+    return sorted({pid(t, code) for t in types})
+
+
+# -- writing entries ------------------------------------------------------------------------------
+
+
+def delete_entries(conn: sqlite3.Connection, res: int) -> None:
+    """Remove every index entry of one resource (a primary-key prefix range per table)."""
+    for table in _TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE res = ?", (res,))
+
+
+def write_entries(
+    conn: sqlite3.Connection, res: int, resource_type: str, entries: Sequence[IndexEntry]
+) -> None:
+    """Insert a resource's entries, duplicates dropped, grouped per table in one executemany each."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for n, entry in enumerate(dict.fromkeys(entries)):
+        if entry.param in _RESOURCE_COLUMNS:
+            continue
+        p = pid(resource_type, entry.param)
+        if isinstance(entry, CompositeEntry):
+            rows.setdefault("ix_composite", []).extend(_composite_rows(res, p, n, entry))
+        else:
+            table, values = _entry_row(entry)
+            rows.setdefault(table, []).append((res, p, n, *values))
+    for table, table_rows in rows.items():
+        marks = ",".join("?" * len(table_rows[0]))
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", table_rows)
+
+
+def _entry_row(entry: IndexEntry) -> tuple[str, tuple[Any, ...]]:
+    """The table and the value columns (after res, pid, n) of one non-composite entry."""
+    if isinstance(entry, TokenEntry):
+        return "ix_token", (entry.system, entry.code, entry.text)
+    if isinstance(entry, StringEntry):
+        return "ix_string", (entry.value, entry.exact)
+    if isinstance(entry, DateEntry):
+        return "ix_date", (entry.low, entry.high)
+    if isinstance(entry, NumberEntry):
+        return "ix_number", (entry.value, entry.low, entry.high)
+    if isinstance(entry, QuantityEntry):
+        return "ix_quantity", (entry.value, entry.low, entry.high, entry.system, entry.code, entry.unit)
+    if isinstance(entry, ReferenceEntry):
+        ref = (entry.target_type, entry.target_id, entry.url, entry.identifier_system, entry.identifier_value)
+        return "ix_ref", ref
+    if isinstance(entry, UriEntry):
+        return "ix_uri", (entry.value,)
+    raise TypeError(f"not an index entry: {entry!r}")
+
+
+# Where each component kind lives in ix_composite's generic columns.
+_COMPOSITE_COLUMNS: dict[str, dict[str, str]] = {
+    "token": {"system": "s1", "code": "s2", "text": "s3"},
+    "string": {"value": "s1", "exact": "s2"},
+    "reference": {"target_type": "s1", "target_id": "s2", "url": "s3"},
+    "uri": {"value": "s1"},
+    "date": {"low": "i1", "high": "i2"},
+    "number": {"value": "n1", "low": "n2", "high": "n3"},
+    "quantity": {"value": "n1", "low": "n2", "high": "n3", "system": "s1", "code": "s2", "unit": "s3"},
+}
+_GENERIC = ("s1", "s2", "s3", "n1", "n2", "n3", "i1", "i2")
+_ENTRY_KIND = {
+    TokenEntry: "token",
+    StringEntry: "string",
+    ReferenceEntry: "reference",
+    UriEntry: "uri",
+    DateEntry: "date",
+    NumberEntry: "number",
+    QuantityEntry: "quantity",
+}
+
+
+def _composite_rows(res: int, p: int, grp: int, entry: CompositeEntry) -> list[tuple[Any, ...]]:
+    """One row per component; `n` packs (grp, comp) so the primary key stays unique."""
+    rows = []
+    for comp, part in enumerate(entry.components):
+        columns = _COMPOSITE_COLUMNS[_ENTRY_KIND[type(part)]]
+        values = {column: getattr(part, name) for name, column in columns.items()}
+        generic = tuple(values.get(g) for g in _GENERIC)
+        rows.append((res, p, grp * 16 + comp, grp, comp, *generic))
+    return rows
+
+
+# -- value conditions ------------------------------------------------------------------------------
+
+Col = Callable[[str], str]
+
+
+def _value_sql(kind: str, value: Value, col: Col) -> Sql:
+    """A condition on one entry row (columns named through `col`) for one search value."""
+    if isinstance(value, DateValue):
+        return _range_sql(value.prefix, col("low"), col("high"), value.low, value.high)
+    if isinstance(value, QuantityValue):
+        return _quantity_sql(value, col)
+    if isinstance(value, NumberValue):
+        return _number_sql(value.prefix, col("value"), value.value, value.low, value.high)
+    if isinstance(value, StringValue):
+        return _string_sql(value, col)
+    if isinstance(value, TokenValue):
+        return _token_sql(value, col)
+    if isinstance(value, ReferenceValue):
+        return _reference_sql(value, col)
+    if isinstance(value, UriValue):
+        return _uri_sql(value, col)
+    raise TypeError(f"no condition for {kind} value {value!r}")
+
+
+def _range_sql(prefix: str, low: str, high: str, s_low: int, s_high: int) -> Sql:
+    """The spec's range comparisons: entry [low, high) against search [s_low, s_high)."""
+    # `low < s_high` in eq and `low < s_low` in eb are implied (low < high); they bound index scans.
+    within = (f"({low} >= ? AND {low} < ? AND {high} <= ?)", [s_low, s_high, s_high])
+    table: dict[str, Sql] = {
+        "eq": within,
+        "ne": (f"NOT {within[0]}", within[1]),
+        "gt": (f"{high} > ?", [s_high]),
+        "lt": (f"{low} < ?", [s_low]),
+        "ge": (f"({high} > ? OR {within[0]})", [s_high, *within[1]]),
+        "le": (f"({low} < ? OR {within[0]})", [s_low, *within[1]]),
+        "sa": (f"{low} >= ?", [s_high]),
+        "eb": (f"({low} < ? AND {high} <= ?)", [s_low, s_low]),
+        "ap": (f"({low} < ? AND {high} > ?)", [s_high, s_low]),
+    }
+    return table[prefix]
+
+
+def _number_sql(prefix: str, column: str, value: float, low: float, high: float) -> Sql:
+    """eq/ne use the precision range of the search value; the others compare with the value."""
+    table: dict[str, Sql] = {
+        "eq": (f"({column} >= ? AND {column} < ?)", [low, high]),
+        "ne": (f"NOT ({column} >= ? AND {column} < ?)", [low, high]),
+        "gt": (f"{column} > ?", [value]),
+        "sa": (f"{column} > ?", [value]),
+        "lt": (f"{column} < ?", [value]),
+        "eb": (f"{column} < ?", [value]),
+        "ge": (f"{column} >= ?", [value]),
+        "le": (f"{column} <= ?", [value]),
+        "ap": (f"({column} >= ? AND {column} <= ?)", [low, high]),
+    }
+    return table[prefix]
+
+
+def _quantity_sql(value: QuantityValue, col: Col) -> Sql:
+    sql, args = _number_sql(value.prefix, col("value"), value.value, value.low, value.high)
+    if value.system is not None:
+        sql, args = f"{sql} AND {col('system')} = ?", [*args, value.system]
+    if value.code is not None and value.system is not None:
+        sql, args = f"{sql} AND {col('code')} = ?", [*args, value.code]
+    elif value.code is not None:  # no system: the code may be a coded unit or the human unit
+        sql, args = f"{sql} AND ({col('code')} = ? OR {col('unit')} = ?)", [*args, value.code, value.code]
+    return f"({sql})", args
+
+
+def _string_sql(value: StringValue, col: Col) -> Sql:
+    if value.match == "exact":
+        return f"({col('value')} = ? AND {col('exact')} = ?)", [value.value, value.exact]
+    if value.match == "contains":
+        return f"instr({col('value')}, ?) > 0", [value.value]
+    return f"({col('value')} >= ? AND {col('value')} < ?)", [value.value, value.value + _HIGHEST]
+
+
+def _token_sql(value: TokenValue, col: Col) -> Sql:
+    if value.match == "text":
+        return f"instr({col('text')}, ?) > 0", [value.code]
+    parts: list[str] = []
+    args: list[Any] = []
+    if value.code is not None:
+        parts.append(f"{col('code')} = ?")
+        args.append(value.code)
+    if value.system == "":
+        parts.append(f"{col('system')} IS NULL")
+    elif value.system is not None:
+        parts.append(f"{col('system')} = ?")
+        args.append(value.system)
+    return f"({' AND '.join(parts)})", args
+
+
+def _reference_sql(value: ReferenceValue, col: Col) -> Sql:
+    if value.identifier_value is not None:
+        sql, args = f"{col('id_value')} = ?", [value.identifier_value]
+        if value.identifier_system:
+            sql, args = f"{sql} AND {col('id_system')} = ?", [*args, value.identifier_system]
+        return f"({sql})", args
+    if value.url is not None:
+        return f"{col('url')} = ?", [value.url]
+    if value.target_type is not None:
+        return f"({col('target_id')} = ? AND {col('target_type')} = ?)", [value.target_id, value.target_type]
+    return f"{col('target_id')} = ?", [value.target_id]
+
+
+def _uri_sql(value: UriValue, col: Col) -> Sql:
+    if value.match == "below":
+        return f"({col('value')} >= ? AND {col('value')} < ?)", [value.value, value.value + _HIGHEST]
+    if value.match == "above":
+        return f"substr(?, 1, length({col('value')})) = {col('value')}", [value.value]
+    return f"{col('value')} = ?", [value.value]
+
+
+def _any_of(parts: Iterable[Sql]) -> Sql:
+    items = list(parts)
+    if not items:
+        return _FALSE
+    return "(" + " OR ".join(p[0] for p in items) + ")", [a for p in items for a in p[1]]
+
+
+def _all_of(parts: Iterable[Sql]) -> Sql:
+    items = [p for p in parts if p != _TRUE]
+    if not items:
+        return _TRUE
+    return "(" + " AND ".join(p[0] for p in items) + ")", [a for p in items for a in p[1]]
+
+
+def _in(column: str, items: Sequence[Any]) -> Sql:
+    return f"{column} IN ({','.join('?' * len(items))})", list(items)
+
+
+# -- criteria as conditions on a resource alias --------------------------------------------------
+
+
+@dataclass
+class _Builder:
+    """Turns criteria into SQL on a `resource` alias; fresh aliases keep nested subqueries apart."""
+
+    access: AccessFilter | None
+    counter: int = 0
+
+    def alias(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    # -- boolean conditions (correlated) ---------------------------------------------------------
+
+    def exists(self, crit: Criterion, types: Sequence[str], r: str) -> Sql:
+        if isinstance(crit, ChainClause):
+            return self._chain_exists(crit, types, r)
+        if isinstance(crit, HasClause):
+            return self._has_exists(crit, r)
+        if crit.kind in ("id", "lastUpdated", "text", "content"):
+            return self._column_clause(crit, r)
+        return self._entry_clause(crit, types, r)
+
+    def _entry_clause(self, clause: Clause, types: Sequence[str], r: str) -> Sql:
+        table = _KIND_TABLE[clause.kind]
+        pid_sql, pid_args = _in("{e}.pid", _pids(types, clause.param))
+        missing = [x for x in clause.values if isinstance(x, MissingValue)]
+        if missing:
+            e = self.alias("e")
+            probe = f"EXISTS (SELECT 1 FROM {table} {e} WHERE {e}.res = {r}.res AND {pid_sql.format(e=e)})"
+            return (f"NOT {probe}" if missing[0].missing else probe), pid_args
+        if clause.kind == "composite":
+            found = _any_of(
+                self._composite_exists(clause, value, pid_sql, pid_args, r) for value in clause.values
+            )
+        else:
+            e = self.alias("e")
+            cond = _any_of(_value_sql(clause.kind, x, _plain(e)) for x in clause.values)
+            where = f"{e}.res = {r}.res AND {pid_sql.format(e=e)} AND {cond[0]}"
+            found = f"EXISTS (SELECT 1 FROM {table} {e} WHERE {where})", [*pid_args, *cond[1]]
+        return (f"NOT {found[0]}", found[1]) if clause.negate else found
+
+    def _composite_exists(
+        self, clause: Clause, value: Value, pid_sql: str, pid_args: list[Any], r: str
+    ) -> Sql:
+        assert isinstance(value, CompositeValue)
+        names = [self.alias("c") for _ in value.parts]
+        joins = " ".join(
+            f"JOIN ix_composite {c} ON {c}.res = {names[0]}.res AND {c}.pid = {names[0]}.pid"
+            f" AND {c}.grp = {names[0]}.grp AND {c}.comp = {i}"
+            for i, c in enumerate(names[1:], start=1)
+        )
+        conds = [
+            _value_sql(kind, part, _generic(c, kind))
+            for c, kind, part in zip(names, clause.components, value.parts, strict=True)
+        ]
+        cond = _all_of(conds)
+        first = names[0]
+        where = f"{first}.res = {r}.res AND {pid_sql.format(e=first)} AND {first}.comp = 0 AND {cond[0]}"
+        return f"EXISTS (SELECT 1 FROM ix_composite {first} {joins} WHERE {where})", [*pid_args, *cond[1]]
+
+    def _column_clause(self, clause: Clause, r: str) -> Sql:
+        """`_id`, `_lastUpdated` from the resource row; `_text`/`_content` from the stored body."""
+        if any(isinstance(x, MissingValue) for x in clause.values):
+            missing = next(x for x in clause.values if isinstance(x, MissingValue))
+            return _FALSE if missing.missing else _TRUE  # every resource has an id and lastUpdated
+        if clause.kind == "id":
+            return _in(f"{r}.id", [x.code for x in clause.values if isinstance(x, TokenValue)])
+        if clause.kind == "lastUpdated":
+            return _any_of(
+                _range_sql(x.prefix, f"{r}.last_updated", f"({r}.last_updated + 1)", x.low, x.high)
+                for x in clause.values
+                if isinstance(x, DateValue)
+            )
+        return self._words_clause(clause, r)
+
+    def _words_clause(self, clause: Clause, r: str) -> Sql:
+        """`_text`/`_content`: each word of the value begins a word of the stored word list."""
+        e = self.alias("e")
+        options = []
+        for value in clause.values:
+            words = value.value.split() if isinstance(value, StringValue) else []
+            options.append(_all_of((f"instr(' ' || {e}.value, ?) > 0", [f" {w}"]) for w in words))
+        cond = _any_of(options)
+        where = f"{e}.res = {r}.res AND {e}.pid = ? AND {cond[0]}"
+        return f"EXISTS (SELECT 1 FROM ix_string {e} WHERE {where})", [pid("*", clause.param), *cond[1]]
+
+    def _chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
+        f, t = self.alias("f"), self.alias("t")
+        pid_sql, pid_args = _in(f"{f}.pid", _pids(types, chain.param))
+        type_sql, type_args = _in(f"{t}.type", chain.target_types)
+        inner = self.exists(chain.inner, chain.target_types, t)
+        access = self.access_sql(t)
+        sql = (
+            f"EXISTS (SELECT 1 FROM ix_ref {f} JOIN resource {t} ON {t}.type = {f}.target_type"
+            f" AND {t}.id = {f}.target_id WHERE {f}.res = {r}.res AND {pid_sql} AND {type_sql}"
+            f" AND {t}.deleted = 0 AND {inner[0]} AND {access[0]})"
+        )
+        return sql, [*pid_args, *type_args, *inner[1], *access[1]]
+
+    def _has_exists(self, has: HasClause, r: str) -> Sql:
+        f, s = self.alias("f"), self.alias("s")
+        inner = self.exists(has.inner, (has.source_type,), s)
+        access = self.access_sql(s)
+        sql = (
+            f"EXISTS (SELECT 1 FROM ix_ref {f} JOIN resource {s} ON {s}.res = {f}.res"
+            f" WHERE {f}.target_id = {r}.id AND {f}.target_type = {r}.type AND {f}.pid = ?"
+            f" AND {s}.type = ? AND {s}.deleted = 0 AND {inner[0]} AND {access[0]})"
+        )
+        return sql, [pid(has.source_type, has.param), has.source_type, *inner[1], *access[1]]
+
+    # -- driving sets (uncorrelated SELECT res ...) ----------------------------------------------
+
+    def driving_set(self, crit: Criterion, types: Sequence[str]) -> tuple[float, Sql] | None:
+        """(selectivity rank, SELECT res ...) for criteria an index can answer alone; lower is better."""
+        if isinstance(crit, ChainClause):
+            return self._chain_set(crit, types)
+        if isinstance(crit, HasClause):
+            return self._has_set(crit)
+        if crit.negate or any(isinstance(x, MissingValue) for x in crit.values):
+            return None
+        if crit.kind == "id":
+            return self._id_set(crit, types)
+        rank = _rank(crit)
+        if rank is None:
+            return None
+        table = _KIND_TABLE[crit.kind]
+        pid_sql, pid_args = _in("e.pid", _pids(types, crit.param))
+        selects = []
+        for value in crit.values:
+            cond = _value_sql(crit.kind, value, _plain("e"))
+            selects.append(
+                (f"SELECT e.res FROM {table} e WHERE {pid_sql} AND {cond[0]}", [*pid_args, *cond[1]])
+            )
+        return rank, (" UNION ALL ".join(s[0] for s in selects), [a for s in selects for a in s[1]])
+
+    def _id_set(self, clause: Clause, types: Sequence[str]) -> tuple[float, Sql] | None:
+        if not types:
+            return None  # no index on id alone; the type-less scan checks ids as it goes
+        ids = [x.code for x in clause.values if isinstance(x, TokenValue)]
+        type_sql, type_args = _in("type", types)
+        id_sql, id_args = _in("id", ids)
+        return 0, (f"SELECT res FROM resource WHERE {type_sql} AND {id_sql}", [*type_args, *id_args])
+
+    def _chain_set(self, chain: ChainClause, types: Sequence[str]) -> tuple[float, Sql] | None:
+        inner = self.driving_set(chain.inner, chain.target_types)
+        if inner is None:
+            return None
+        t, f = self.alias("t"), self.alias("f")
+        pid_sql, pid_args = _in(f"{f}.pid", _pids(types, chain.param))
+        type_sql, type_args = _in(f"{t}.type", chain.target_types)
+        access = self.access_sql(t)
+        sql = (
+            f"SELECT {f}.res FROM resource {t} CROSS JOIN ix_ref {f} ON {f}.target_id = {t}.id"
+            f" AND {f}.target_type = {t}.type AND {pid_sql} WHERE {t}.res IN ({inner[1][0]})"
+            f" AND {type_sql} AND {t}.deleted = 0 AND {access[0]}"
+        )
+        return inner[0] + 0.5, (sql, [*pid_args, *inner[1][1], *type_args, *access[1]])
+
+    def _has_set(self, has: HasClause) -> tuple[float, Sql] | None:
+        inner = self.driving_set(has.inner, (has.source_type,))
+        if inner is None:
+            return None
+        s, f, t = self.alias("s"), self.alias("f"), self.alias("t")
+        access = self.access_sql(s)
+        sql = (
+            f"SELECT {t}.res FROM resource {s} CROSS JOIN ix_ref {f} ON {f}.res = {s}.res AND {f}.pid = ?"
+            f" CROSS JOIN resource {t} ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id"
+            f" WHERE {s}.res IN ({inner[1][0]}) AND {s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
+        )
+        args = [pid(has.source_type, has.param), *inner[1][1], has.source_type, *access[1]]
+        return inner[0] + 0.5, (sql, args)
+
+    # -- access ----------------------------------------------------------------------------------
+
+    def access_sql(self, r: str) -> Sql:
+        """What `self.access` allows, as a condition on resource alias `r` ("1" when unrestricted)."""
+        access = self.access
+        if access is None:
+            return _TRUE
+        parts: list[Sql] = []
+        if access.types is not None:
+            parts.append(_in(f"{r}.type", sorted(access.types)) if access.types else _FALSE)
+        if access.compartments is not None:
+            parts.append(_compartment_sql(sorted(access.compartments), r))
+        if access.allowed_labels is not None:
+            parts.append(_labels_sql(access, r))
+        parts.extend(self._rule_sql(rule.resource_type, rule.any_of, r) for rule in access.extra)
+        return _all_of(parts)
+
+    def _rule_sql(self, resource_type: str, any_of: tuple[tuple[Criterion, ...], ...], r: str) -> Sql:
+        inner = _Builder(None, self.counter + 1000)  # rules themselves are not access-narrowed
+        groups = _any_of(_all_of(inner.exists(c, (resource_type,), r) for c in group) for group in any_of)
+        self.counter = inner.counter
+        return f"({r}.type <> ? OR {groups[0]})", [resource_type, *groups[1]]
+
+
+def _plain(alias: str) -> Col:
+    return lambda name: f"{alias}.{name}"
+
+
+def _generic(alias: str, kind: str) -> Col:
+    columns = _COMPOSITE_COLUMNS[kind]
+    return lambda name: f"{alias}.{columns[name]}"
+
+
+def _rank(clause: Clause) -> float | None:
+    """How selective an index lookup for this clause is likely to be (None: not index-friendly)."""
+    values = clause.values
+    if clause.kind == "reference":
+        return 1
+    if clause.kind == "token" and all(
+        isinstance(x, TokenValue) and x.match == "code" and x.code for x in values
+    ):
+        return 2
+    if clause.kind == "string" and all(isinstance(x, StringValue) and x.match != "contains" for x in values):
+        return 3
+    if clause.kind == "uri" and all(isinstance(x, UriValue) and x.match != "above" for x in values):
+        return 3
+    if clause.kind == "date" and all(
+        isinstance(x, DateValue) and x.prefix in ("eq", "lt", "sa", "eb") for x in values
+    ):
+        return 5
+    return None
+
+
+def _compartment_sql(compartments: Sequence[str], r: str) -> Sql:
+    """In one of these Patient compartments; a Patient is in its own."""
+    comp_sql, comp_args = _in("c.compartment", compartments)
+    own = [c.split("/", 1)[1] for c in compartments if c.startswith("Patient/")]
+    own_sql, own_args = _in(f"{r}.id", own)
+    sql = (
+        f"(EXISTS (SELECT 1 FROM compartment c WHERE c.res = {r}.res AND {comp_sql})"
+        f" OR ({r}.type = 'Patient' AND {own_sql}))"
+    )
+    return sql, [*comp_args, *own_args]
+
+
+def _compartment_set(compartments: Sequence[str]) -> Sql:
+    comp_sql, comp_args = _in("compartment", compartments)
+    own = [c.split("/", 1)[1] for c in compartments if c.startswith("Patient/")]
+    own_sql, own_args = _in("id", own)
+    sql = (
+        f"SELECT res FROM compartment WHERE {comp_sql}"
+        f" UNION SELECT res FROM resource WHERE type = 'Patient' AND {own_sql}"
+    )
+    return sql, [*comp_args, *own_args]
+
+
+def _labels_sql(access: AccessFilter, r: str) -> Sql:
+    """Every meta.security code of the label system must be allowed; unlabeled per allow_unlabeled."""
+    allowed = sorted(code for system, code in access.allowed_labels or () if system == access.label_system)
+    security = pid("*", "_security")
+    allowed_sql, allowed_args = _in("l.code", allowed) if allowed else ("0", [])
+    sql = (
+        f"NOT EXISTS (SELECT 1 FROM ix_token l WHERE l.res = {r}.res AND l.pid = ? AND l.system = ?"
+        f" AND (l.code IS NULL OR NOT ({allowed_sql})))"
+    )
+    args: list[Any] = [security, access.label_system, *allowed_args]
+    if not access.allow_unlabeled:
+        sql += f" AND EXISTS (SELECT 1 FROM ix_token l WHERE l.res = {r}.res AND l.pid = ? AND l.system = ?)"
+        args += [security, access.label_system]
+    return f"({sql})", args
+
+
+# -- the search ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    where: str
+    args: list[Any]
+    keys: str = ""  # extra result columns k0, k1, ... holding the sort keys
+    keys_args: list[Any] = field(default_factory=list)
+    order: str = "r.res"
+
+
+def search_sql(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
+    """Run one search on `conn` (blocking; the store picks the thread)."""
+    builder = _Builder(query.access)
+    plan = _plan(builder, query)
+    rows = _page_res(conn, plan, query)
+    has_next = len(rows) > query.count
+    rows = rows[: query.count]
+    matches = _load(conn, rows)
+    total = _total(conn, plan, query, len(matches), has_next)
+    included = _included(conn, builder, query, rows) if rows else []
+    next_offset = query.offset + query.count if has_next else None
+    return SearchPage(matches, included, total, next_offset)
+
+
+def _plan(builder: _Builder, query: SearchQuery) -> _Plan:
+    types = query.resource_types
+    conds: list[Sql] = [("r.deleted = 0", [])]
+    drives: list[tuple[float, int, Sql]] = []
+    for i, crit in enumerate(query.criteria):
+        found = builder.driving_set(crit, types)
+        if found is not None:
+            drives.append((found[0], i, found[1]))
+    if query.compartment is not None:
+        drives.append((1.2, -1, _compartment_set([query.compartment])))
+    if query.access is not None and query.access.compartments:
+        drives.append((1.4, -2, _compartment_set(sorted(query.access.compartments))))
+    best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
+    if best is not None:
+        conds.append((f"r.res IN ({best[2][0]})", best[2][1]))
+    if types:
+        # `+` keeps the planner off the type index when a driving set exists.
+        conds.append(_in("+r.type" if best else "r.type", types))
+    for i, crit in enumerate(query.criteria):
+        if best is None or best[1] != i:  # the driving set already applies its own criterion
+            conds.append(builder.exists(crit, types, "r"))
+    if query.compartment is not None:
+        conds.append(_compartment_sql([query.compartment], "r"))
+    conds.append(builder.access_sql("r"))
+    where, args = _all_of(conds)
+    return _with_order(_Plan(where, args), query.sort, types)
+
+
+def _with_order(plan: _Plan, keys: Sequence[SortKey], types: Sequence[str]) -> _Plan:
+    """Sort keys as result columns; ORDER BY each with missing values last, then `res` (stable)."""
+    columns: list[str] = []
+    terms: list[str] = []
+    for i, key in enumerate(keys):
+        expr, expr_args = _sort_expr(key, types)
+        columns.append(f", ({expr}) AS k{i}")
+        plan.keys_args += expr_args
+        terms.append(f"k{i} IS NULL, k{i} {'DESC' if key.descending else 'ASC'}")
+    plan.keys = "".join(columns)
+    plan.order = ", ".join([*terms, "r.res"])
+    return plan
+
+
+def _sort_expr(key: SortKey, types: Sequence[str]) -> Sql:
+    if key.kind == "id":
+        return "r.id", []
+    if key.kind == "lastUpdated":
+        return "r.last_updated", []
+    agg = "max" if key.descending else "min"
+    column = {
+        "date": "e.high" if key.descending else "e.low",
+        "reference": "coalesce(e.target_type || '/' || e.target_id, e.url)",
+        "token": "e.code",
+    }.get(key.kind, "e.value")
+    pid_sql, pid_args = _in("e.pid", _pids(types, key.param))
+    table = _KIND_TABLE[key.kind]
+    return f"SELECT {agg}({column}) FROM {table} e WHERE e.res = r.res AND {pid_sql}", pid_args
+
+
+def _page_res(conn: sqlite3.Connection, plan: _Plan, query: SearchQuery) -> list[int]:
+    if query.count == 0:
+        return []
+    sql = f"SELECT r.res{plan.keys} FROM resource r WHERE {plan.where} ORDER BY {plan.order} LIMIT ? OFFSET ?"
+    args = [*plan.keys_args, *plan.args, query.count + 1, query.offset]
+    return [row[0] for row in conn.execute(sql, args)]
+
+
+def _total(
+    conn: sqlite3.Connection, plan: _Plan, query: SearchQuery, found: int, has_next: bool
+) -> int | None:
+    if query.total == "none" and query.count > 0:
+        return None
+    if query.count > 0 and not has_next and (found or query.offset == 0):
+        return query.offset + found  # the last page tells the total without counting
+    sql = f"SELECT count(*) FROM resource r WHERE {plan.where}"
+    return int(conn.execute(sql, plan.args).fetchone()[0])
+
+
+_LOAD = """SELECT r.res, r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body
+    FROM resource r JOIN version v ON v.res = r.res AND v.version = r.version WHERE r.res IN ({})"""
+
+
+def _load(conn: sqlite3.Connection, res_ids: Sequence[int]) -> list[StoredResource]:
+    """The current versions of `res_ids`, in that order."""
+    if not res_ids:
+        return []
+    found: dict[int, StoredResource] = {}
+    for res, rtype, rid, version, updated, deleted, method, body in conn.execute(
+        _LOAD.format(",".join("?" * len(res_ids))), list(res_ids)
+    ):
+        found[res] = StoredResource(
+            rtype, rid, version, from_micros(updated), bool(deleted), body or b"", method
+        )
+    return [found[r] for r in res_ids if r in found]
+
+
+# -- _include / _revinclude ---------------------------------------------------------------------
+
+
+def _included(
+    conn: sqlite3.Connection, builder: _Builder, query: SearchQuery, matched: list[int]
+) -> list[StoredResource]:
+    """Resources the page includes or that refer to it, within the access filter; no duplicates."""
+    seen = set(matched)
+    added: list[int] = []
+    frontier = matched
+    tagged = [(i, False) for i in query.includes] + [(i, True) for i in query.revincludes]
+    for round_ in range(MAX_ITERATIONS + 1):
+        wanted = [(i, reverse) for i, reverse in tagged if round_ == 0 or i.iterate]
+        if not wanted or not frontier:
+            break
+        new: list[int] = []
+        for include, reverse in wanted:
+            for res in _include_step(conn, builder, include, frontier, reverse=reverse):
+                if res not in seen and len(added) + len(new) < MAX_INCLUDES:
+                    seen.add(res)
+                    new.append(res)
+        added += new
+        frontier = new
+    return _load(conn, added)
+
+
+def _include_step(
+    conn: sqlite3.Connection, builder: _Builder, include: Include, sources: list[int], *, reverse: bool
+) -> list[int]:
+    sql, args = (_revinclude_sql if reverse else _include_sql)(builder, include, sources)
+    return [row[0] for row in conn.execute(sql, args)]
+
+
+def _include_sql(builder: _Builder, include: Include, sources: list[int]) -> Sql:
+    """Targets of the sources' references through `include.param` (any reference for `*`)."""
+    src_sql, src_args = _in("f.res", sources)
+    conds: list[Sql] = [(src_sql, src_args), ("t.deleted = 0", [])]
+    if include.param is not None and include.source_type is not None:
+        conds.append(("f.pid = ?", [pid(include.source_type, include.param)]))
+    if include.source_type is not None:
+        conds.append(("s.type = ?", [include.source_type]))
+    if include.target_type is not None:
+        conds.append(("t.type = ?", [include.target_type]))
+    conds.append(builder.access_sql("t"))
+    where, args = _all_of(conds)
+    sql = (
+        "SELECT DISTINCT t.res FROM ix_ref f CROSS JOIN resource s ON s.res = f.res"
+        f" CROSS JOIN resource t ON t.type = f.target_type AND t.id = f.target_id WHERE {where}"
+    )
+    return sql, args
+
+
+def _revinclude_sql(builder: _Builder, include: Include, targets: list[int]) -> Sql:
+    """Resources whose `include.param` refers to one of `targets` (any reference for `*`)."""
+    tgt_sql, tgt_args = _in("t.res", targets)
+    conds: list[Sql] = [(tgt_sql, tgt_args)]
+    if include.param is not None and include.source_type is not None:
+        conds.append(("f.pid = ?", [pid(include.source_type, include.param)]))
+    if include.source_type is not None:
+        conds.append(("s.type = ?", [include.source_type]))
+    if include.target_type is not None:
+        conds.append(("t.type = ?", [include.target_type]))
+    conds.append(builder.access_sql("s"))
+    where, args = _all_of(conds)
+    sql = (
+        "SELECT DISTINCT s.res FROM resource t CROSS JOIN ix_ref f ON f.target_id = t.id"
+        f" AND f.target_type = t.type CROSS JOIN resource s ON s.res = f.res WHERE {where}"
+    )
+    return sql, args
