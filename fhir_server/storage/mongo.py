@@ -198,12 +198,16 @@ class MongoStore:
 
     async def _write_one(self, op: WriteOp, session: AsyncClientSession) -> StoredResource:
         key = layout.resource_key(op.resource_type, op.id)
-        current = await self.resources.find_one({"_id": key}, {"version": 1, "pk": 1}, session=session)
+        current = await self.resources.find_one(
+            {"_id": key}, {"version": 1, "pk": 1, "cs": 1}, session=session
+        )
         actual = int(current["version"]) if current else 0
         if actual != op.expected_version:
             raise VersionConflict(op.resource_type, op.id, op.expected_version, actual)
         version = actual + 1
-        doc = layout.resource_doc(op, version)
+        seq = self._next_seq()
+        pk = layout.partition_key(op, current.get("pk") if current else None)
+        doc = layout.resource_doc(op, version, current["cs"] if current else seq, pk)
         if current is None:
             await self.resources.insert_one(doc, session=session)
         else:
@@ -212,7 +216,7 @@ class MongoStore:
             replaced = await self.resources.replace_one(guard, doc, session=session)
             if replaced.matched_count == 0:
                 raise VersionConflict(op.resource_type, op.id, op.expected_version, actual + 1)
-        await self.versions.insert_one(layout.history_doc(op, version, self._next_seq()), session=session)
+        await self.versions.insert_one(layout.history_doc(op, version, seq, pk), session=session)
         return StoredResource(
             op.resource_type, op.id, version, op.last_updated, op.body is None, op.body or b"", op.method
         )

@@ -31,6 +31,7 @@ from fhir_server.storage.port import StoredResource, WriteOp
 Doc = dict[str, Any]
 
 RESOURCES = "resources"
+WORD_LISTS = frozenset({"_text", "_content"})  # string entries holding a resource's folded words
 HISTORY = "history"
 
 # (collection, keys, options). Created idempotently at open(): create_index is a no-op when an index
@@ -46,6 +47,7 @@ INDEXES: tuple[tuple[str, tuple[tuple[str, int], ...], Mapping[str, Any]], ...] 
     (RESOURCES, (("type", 1), ("ix.p", 1), ("ix.e", 1)), {"name": "ix_exact"}),
     (RESOURCES, (("type", 1), ("id", 1)), {"name": "type_id"}),
     (RESOURCES, (("type", 1), ("last_updated", 1), ("_id", 1)), {"name": "type_last_updated"}),
+    (RESOURCES, (("type", 1), ("cs", 1), ("_id", 1)), {"name": "type_created"}),
     (RESOURCES, (("compartments", 1), ("type", 1)), {"name": "compartments_type"}),
     (HISTORY, (("res", 1), ("version", -1)), {"name": "res_version", "unique": True}),
     (HISTORY, (("type", 1), ("last_updated", -1), ("seq", -1)), {"name": "type_last_updated"}),
@@ -58,17 +60,25 @@ def resource_key(resource_type: str, id: str) -> str:
     return f"{resource_type}/{id}"
 
 
-def partition_key(op: WriteOp) -> str:
+def partition_key(op: WriteOp, previous: str | None = None) -> str:
     """The value a sharded cluster may use as shard key (`pk`): the patient compartment that owns the
-    resource (a Patient owns itself), else the resource itself. Keeps one patient's data together."""
+    resource (a Patient owns itself), else the resource itself. Keeps one patient's data together.
+    A tombstone carries no compartments, so it keeps the key it had (`previous`): a delete does not
+    move a document between shards."""
     key = resource_key(op.resource_type, op.id)
+    if op.body is None and previous is not None:
+        return previous
     if op.resource_type == "Patient":
         return key
     return op.compartments[0] if op.compartments else key
 
 
-def resource_doc(op: WriteOp, version: int) -> Doc:
-    """The current-version document. A tombstone keeps no index entries: no search finds it."""
+def resource_doc(op: WriteOp, version: int, created: int, pk: str) -> Doc:
+    """The current-version document. A tombstone keeps no index entries: no search finds it.
+
+    `cs` (creation sequence) is kept across versions: the default, stable order of search results.
+    `pk` is the partition key (see `partition_key`).
+    """
     live = op.body is not None
     return {
         "_id": resource_key(op.resource_type, op.id),
@@ -79,14 +89,25 @@ def resource_doc(op: WriteOp, version: int) -> Doc:
         "deleted": not live,
         "method": op.method,
         "body": op.body or b"",
-        "pk": partition_key(op),
-        "compartments": list(op.compartments) if live else [],
-        "ix": [entry_doc(e) for e in op.entries] if live else [],
+        "pk": pk,
+        "cs": created,
+        "compartments": compartments(op) if live else [],
+        "ix": [entry_doc(e) for e in dict.fromkeys(op.entries)] if live else [],
         "sk": sort_keys(op.entries) if live else {},
     }
 
 
-def history_doc(op: WriteOp, version: int, seq: int) -> Doc:
+def compartments(op: WriteOp) -> list[str]:
+    """The patient compartments the resource is in; a Patient is in its own, so one `$in` on this
+    array (index `{compartments, type}`) answers compartment searches and access narrowing."""
+    found = list(dict.fromkeys(op.compartments))
+    own = resource_key(op.resource_type, op.id)
+    if op.resource_type == "Patient" and own not in found:
+        found.append(own)
+    return found
+
+
+def history_doc(op: WriteOp, version: int, seq: int, pk: str) -> Doc:
     """One version. `seq` breaks ties between versions written in the same microsecond."""
     return {
         "res": resource_key(op.resource_type, op.id),
@@ -97,7 +118,7 @@ def history_doc(op: WriteOp, version: int, seq: int) -> Doc:
         "deleted": op.body is None,
         "method": op.method,
         "body": op.body or b"",
-        "pk": partition_key(op),
+        "pk": pk,
         "seq": seq,
     }
 
@@ -128,8 +149,10 @@ def entry_parts(entry: IndexEntry) -> Doc:
     match entry:
         case TokenEntry(system=system, code=code, text=text):
             return {"k": "t", "s": system, "c": code, "x": text}
-        case StringEntry(value=value, exact=exact):
-            return {"k": "s", "v": value, "e": exact}
+        case StringEntry(param=param, value=value, exact=exact):
+            # The `_text`/`_content` word lists are never matched `:exact`; not storing them twice
+            # keeps large resources well under the 16 MB document limit.
+            return {"k": "s", "v": value} if param in WORD_LISTS else {"k": "s", "v": value, "e": exact}
         case DateEntry(low=low, high=high):
             return {"k": "d", "lo": low, "hi": high}
         case NumberEntry(value=value, low=low, high=high):
@@ -162,34 +185,35 @@ def _reference_parts(entry: ReferenceEntry) -> Doc:
 
 
 def sort_keys(entries: Sequence[IndexEntry]) -> Doc:
-    """Per parameter, the value an ascending sort uses (`a`, the smallest) and the value a descending
-    sort uses (`d`, the largest), as FHIR asks for multi-valued parameters. Precomputed because a
-    sort on the `ix` array would mix the values of every parameter."""
+    """Per parameter: `h` 1 (has a value), `a` the value an ascending sort uses (the smallest) and `d`
+    the one a descending sort uses (the largest), as FHIR asks for multi-valued parameters.
+    Precomputed because sorting on the `ix` array would mix the values of every parameter."""
     keys: dict[str, tuple[Any, Any]] = {}
     for entry in entries:
+        if entry.param in WORD_LISTS:
+            continue  # not sortable, and large
         low, high = _sort_values(entry)
-        if low is None:
+        if low is None or high is None:
             continue
         if entry.param in keys:
             a, d = keys[entry.param]
             low, high = min(a, low), max(d, high)
         keys[entry.param] = (low, high)
-    return {param: {"a": a, "d": d} for param, (a, d) in keys.items()}
+    return {param: {"h": 1, "a": a, "d": d} for param, (a, d) in keys.items()}
 
 
 def _sort_values(entry: IndexEntry) -> tuple[Any, Any]:
+    """(ascending, descending) sort value of one entry; the same columns the SQLite adapter sorts on."""
     match entry:
-        case StringEntry(value=value):
+        case StringEntry(value=value) | UriEntry(value=value):
             return value, value
-        case TokenEntry(code=code, system=system):
-            return (code, code) if code is not None else (system, system)
+        case TokenEntry(code=code):
+            return code, code
         case DateEntry(low=low, high=high):
             return low, high
         case NumberEntry(value=value) | QuantityEntry(value=value):
             return value, value
         case ReferenceEntry(target_type=rt, target_id=ri, url=url):
-            ref = f"{rt}/{ri}" if ri is not None else url
+            ref = f"{rt}/{ri}" if rt is not None and ri is not None else url
             return ref, ref
-        case UriEntry(value=value):
-            return value, value
     return None, None

@@ -1,0 +1,510 @@
+"""`SearchQuery` -> MongoDB filter and sort, as plain values. https://hl7.org/fhir/R4/search.html
+
+Pure: every function returns a filter document that tests compare by equality. The semantics mirror
+the SQLite translation (fhir_server.storage.sqlite_index) clause for clause; the layout of `ix`
+entries is in fhir_server.storage.mongo_docs.
+
+Chains and `_has` need the ids of other resources first. Translation asks for them by raising
+`Unresolved(lookup)`; the caller (mongo_search) runs the lookup, adds its answer to `resolved` and
+translates again. That keeps this module free of I/O and lets tests supply the answers as data.
+
+Index use: each value becomes one `$elemMatch` on `ix` led by the parameter code, so the compound
+multikey indexes `{type, ix.p, ...}` bound the scan, and an OR of values is a top-level `$or` of
+`$elemMatch`es (one index scan per branch). Strings match their folded form with an anchored
+prefix regex (index bounds, no scan). Only `:contains`, token `:text` and `_text`/`_content` use an
+unanchored regex, which scans the candidate entries: the spec asks for substring matching there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.search.query import (
+    AccessFilter,
+    ChainClause,
+    Clause,
+    CompositeValue,
+    Criterion,
+    DateValue,
+    HasClause,
+    Include,
+    Kind,
+    MissingValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    SearchQuery,
+    SortKey,
+    StringValue,
+    TokenValue,
+    UriValue,
+    Value,
+)
+
+Doc = dict[str, Any]
+Order = list[tuple[str, int]]
+TRUE: Doc = {}
+FALSE: Doc = {"_id": {"$in": []}}  # matches nothing, without a scan
+TIE_BREAK: Order = [("cs", 1), ("_id", 1)]  # creation order, as the SQLite adapter's rowid
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A chain or `_has` whose answer (resource keys "Type/id") translation needs.
+
+    Chain: the live targets of `crit.target_types` satisfying `crit.inner`. Has: the resources that
+    live `crit.source_type` resources satisfying `crit.inner` refer to through `crit.param`.
+    Either way narrowed by `access`, which is part of the key because access rules are translated
+    without it.
+    """
+
+    crit: ChainClause | HasClause
+    access: AccessFilter | None
+
+
+class Unresolved(Exception):
+    def __init__(self, lookup: Lookup) -> None:
+        super().__init__(f"needs {lookup.crit!r}")
+        self.lookup = lookup
+
+
+Resolved = Mapping[Lookup, Sequence[str]]
+
+
+# -- the whole query ---------------------------------------------------------------------------------
+
+
+def search_filter(query: SearchQuery, resolved: Resolved) -> Doc:
+    """Live resources of the query's types, in its compartment, meeting every criterion and access."""
+    parts: list[Doc] = [live_of(query.resource_types)]
+    if query.compartment is not None:
+        parts.append({"compartments": query.compartment})
+    parts += [criterion_filter(c, query.access, resolved) for c in query.criteria]
+    parts.append(access_filter(query.access, resolved))
+    return all_of(parts)
+
+
+def live_of(types: Sequence[str]) -> Doc:
+    """Not deleted, and of one of `types` (any type when empty)."""
+    if not types:
+        return {"deleted": False}
+    return {"type": types[0] if len(types) == 1 else {"$in": list(types)}, "deleted": False}
+
+
+def all_of(parts: Sequence[Doc]) -> Doc:
+    kept = [p for p in parts if p != TRUE]
+    if FALSE in kept:
+        return FALSE
+    if not kept:
+        return TRUE
+    return kept[0] if len(kept) == 1 else {"$and": kept}
+
+
+def any_of(parts: Sequence[Doc]) -> Doc:
+    kept = [p for p in parts if p != FALSE]
+    if TRUE in kept:
+        return TRUE
+    if not kept:
+        return FALSE
+    return kept[0] if len(kept) == 1 else {"$or": kept}
+
+
+def negation(part: Doc) -> Doc:
+    if part == TRUE:
+        return FALSE
+    return TRUE if part == FALSE else {"$nor": [part]}
+
+
+# -- criteria --------------------------------------------------------------------------------------
+
+
+def criterion_filter(crit: Criterion, access: AccessFilter | None, resolved: Resolved) -> Doc:
+    if isinstance(crit, ChainClause):
+        return chain_filter(crit, _answer(Lookup(crit, access), resolved))
+    if isinstance(crit, HasClause):
+        return has_filter(_answer(Lookup(crit, access), resolved))
+    if crit.kind in ("id", "lastUpdated", "text", "content"):
+        return column_filter(crit)
+    return clause_filter(crit)
+
+
+def _answer(lookup: Lookup, resolved: Resolved) -> Sequence[str]:
+    if lookup not in resolved:
+        raise Unresolved(lookup)
+    return resolved[lookup]
+
+
+def clause_filter(clause: Clause) -> Doc:
+    """A clause on index entries: any value matches (OR); `negate` keeps those where none does."""
+    missing = [x for x in clause.values if isinstance(x, MissingValue)]
+    if missing:
+        return {"ix.p": {"$ne": clause.param}} if missing[0].missing else {"ix.p": clause.param}
+    found = any_of([_entry_match(clause, value) for value in clause.values])
+    return negation(found) if clause.negate else found
+
+
+def _entry_match(clause: Clause, value: Value) -> Doc:
+    if isinstance(value, CompositeValue):
+        cond = all_of(
+            [
+                prefixed(value_filter(kind, part), f"c{i}.")
+                for i, (kind, part) in enumerate(zip(clause.components, value.parts, strict=True))
+            ]
+        )
+    else:
+        cond = value_filter(clause.kind, value)
+    return elem_match({"p": clause.param}, cond)
+
+
+def elem_match(head: Doc, cond: Doc) -> Doc:
+    """`ix` has one entry matching `head` and `cond` together."""
+    if cond == FALSE:
+        return FALSE
+    return {
+        "ix": {"$elemMatch": {**head, **cond} if head.keys().isdisjoint(cond) else {**head, "$and": [cond]}}
+    }
+
+
+def prefixed(cond: Doc, prefix: str) -> Doc:
+    """`cond` on the fields of a composite component stored under `prefix` (e.g. "c0.")."""
+    out: Doc = {}
+    for key, value in cond.items():
+        if key in ("$and", "$or", "$nor"):
+            out[key] = [prefixed(part, prefix) for part in value]
+        else:
+            out[prefix + key] = value
+    return out
+
+
+# -- one value against one entry's fields ------------------------------------------------------------
+
+
+def value_filter(kind: Kind, value: Value) -> Doc:
+    """A condition on the fields of one `ix` entry (see mongo_docs.entry_parts) for one value."""
+    if isinstance(value, DateValue):
+        return range_filter(value.prefix, "lo", "hi", value.low, value.high)
+    if isinstance(value, QuantityValue):
+        return quantity_filter(value)
+    if isinstance(value, NumberValue):
+        return number_filter(value.prefix, "v", value.value, value.low, value.high)
+    if isinstance(value, StringValue):
+        return string_filter(value)
+    if isinstance(value, TokenValue):
+        return token_filter(value)
+    if isinstance(value, ReferenceValue):
+        return reference_filter(value)
+    if isinstance(value, UriValue):
+        return uri_filter(value)
+    raise TypeError(f"no condition for {kind} value {value!r}")
+
+
+def range_filter(prefix: str, lo: str, hi: str, s_low: int, s_high: int) -> Doc:
+    """The spec's range comparisons: entry [lo, hi) against the search range [s_low, s_high)."""
+    # `within` is eq: the search range contains the entry's. The redundant bound `lo < s_high`
+    # keeps the index scan on `lo` bounded on both sides.
+    within = {lo: {"$gte": s_low, "$lt": s_high}, hi: {"$lte": s_high}}
+    table: dict[str, Doc] = {
+        "eq": within,
+        "ne": {"$nor": [within]},
+        "gt": {hi: {"$gt": s_high}},
+        "lt": {lo: {"$lt": s_low}},
+        "ge": {"$or": [{hi: {"$gt": s_high}}, within]},
+        "le": {"$or": [{lo: {"$lt": s_low}}, within]},
+        "sa": {lo: {"$gte": s_high}},
+        "eb": {lo: {"$lt": s_low}, hi: {"$lte": s_low}},
+        "ap": {lo: {"$lt": s_high}, hi: {"$gt": s_low}},
+    }
+    return table[prefix]
+
+
+def number_filter(prefix: str, field: str, value: float, low: float, high: float) -> Doc:
+    """eq/ne/ap use the precision range of the search value; the others compare with the value."""
+    inside = {field: {"$gte": low, "$lt": high}}
+    table: dict[str, Doc] = {
+        "eq": inside,
+        "ne": {"$nor": [inside]},
+        "gt": {field: {"$gt": value}},
+        "sa": {field: {"$gt": value}},
+        "lt": {field: {"$lt": value}},
+        "eb": {field: {"$lt": value}},
+        "ge": {field: {"$gte": value}},
+        "le": {field: {"$lte": value}},
+        "ap": {field: {"$gte": low, "$lte": high}},
+    }
+    return table[prefix]
+
+
+def quantity_filter(value: QuantityValue) -> Doc:
+    parts = [number_filter(value.prefix, "v", value.value, value.low, value.high)]
+    if value.system is not None:
+        parts.append({"s": value.system})
+    if value.code is not None and value.system is not None:
+        parts.append({"c": value.code})
+    elif value.code is not None:  # no system: the code may be a coded unit or the human unit
+        parts.append({"$or": [{"c": value.code}, {"un": value.code}]})
+    return _merged(parts)
+
+
+def string_filter(value: StringValue) -> Doc:
+    if value.match == "exact":
+        return {"v": value.value, "e": value.exact if value.exact is not None else value.value}
+    if value.match == "contains":
+        return {"v": {"$regex": re.escape(value.value)}}  # unanchored: scans this parameter's entries
+    return {"v": {"$regex": "^" + re.escape(value.value)}}
+
+
+def token_filter(value: TokenValue) -> Doc:
+    if value.match == "text":
+        return {"x": {"$regex": re.escape(value.code or "")}}  # substring of the folded display
+    cond: Doc = {}
+    if value.code is not None:
+        cond["c"] = value.code
+    if value.system == "":
+        cond["s"] = None  # no system: null or absent
+    elif value.system is not None:
+        cond["s"] = value.system
+    return cond
+
+
+def reference_filter(value: ReferenceValue) -> Doc:
+    if value.identifier_value is not None:
+        cond: Doc = {"iv": value.identifier_value}
+        if value.identifier_system:
+            cond["is"] = value.identifier_system
+        return cond
+    if value.url is not None:
+        return {"u": value.url}
+    if value.target_type is not None:
+        return {"rt": value.target_type, "ri": value.target_id}
+    return {"ri": value.target_id}
+
+
+def uri_filter(value: UriValue) -> Doc:
+    if value.match == "below":
+        return {"v": {"$regex": "^" + re.escape(value.value)}}
+    if value.match == "above":
+        # Entries that are a prefix of the value: an equality lookup per prefix, which uses the index.
+        return {"v": {"$in": [value.value[:n] for n in range(1, len(value.value) + 1)]}}
+    return {"v": value.value}
+
+
+def _merged(parts: Sequence[Doc]) -> Doc:
+    """AND of conditions on one entry: one document when their keys differ, `$and` otherwise."""
+    out: Doc = {}
+    for part in parts:
+        if not out.keys().isdisjoint(part):
+            return {"$and": list(parts)}
+        out.update(part)
+    return out
+
+
+# -- parameters answered by the resource document itself ---------------------------------------------
+
+
+def column_filter(clause: Clause) -> Doc:
+    """`_id`, `_lastUpdated` from the resource document; `_text`/`_content` from their word lists."""
+    missing = [x for x in clause.values if isinstance(x, MissingValue)]
+    if missing:
+        return FALSE if missing[0].missing else TRUE  # every resource has an id and lastUpdated
+    if clause.kind == "id":
+        ids = [x.code for x in clause.values if isinstance(x, TokenValue)]
+        return {"id": ids[0]} if len(ids) == 1 else {"id": {"$in": ids}}
+    if clause.kind == "lastUpdated":
+        return any_of([last_updated_filter(x) for x in clause.values if isinstance(x, DateValue)])
+    return words_filter(clause)
+
+
+def words_filter(clause: Clause) -> Doc:
+    """`_text`/`_content`: each word of a value begins a word of the stored, folded word list (a
+    string entry of the same name). An unanchored regex: it scans those entries of the candidates."""
+    options = []
+    for value in clause.values:
+        words = value.value.split() if isinstance(value, StringValue) else []
+        starts = [{"v": {"$regex": "(?:^| )" + re.escape(w)}} for w in words]
+        options.append(elem_match({"p": clause.param}, all_of(starts)))
+    return any_of(options)
+
+
+def last_updated_filter(value: DateValue) -> Doc:
+    """`_lastUpdated` as the one-microsecond range [t, t + 1) under `range_filter`'s rules, solved for
+    the integer t so each comparison is a plain bound on the indexed `last_updated`."""
+    low, high = value.low, value.high
+    field = "last_updated"
+    table: dict[str, Doc] = {
+        "eq": {field: {"$gte": low, "$lt": high}},
+        "ne": {"$nor": [{field: {"$gte": low, "$lt": high}}]},
+        "gt": {field: {"$gte": high}},  # t + 1 > high
+        "lt": {field: {"$lt": low}},
+        "ge": {field: {"$gte": low}},  # t + 1 > high, or low <= t < high
+        "le": {field: {"$lt": high}},  # t < low, or low <= t < high
+        "sa": {field: {"$gte": high}},
+        "eb": {field: {"$lt": low}},  # t < low and t + 1 <= low
+        "ap": {field: {"$gte": low, "$lt": high}},  # t < high and t + 1 > low
+    }
+    return table[value.prefix]
+
+
+# -- chains and _has -------------------------------------------------------------------------------
+
+
+def chain_filter(chain: ChainClause, targets: Sequence[str]) -> Doc:
+    """`chain.param` refers to one of `targets` ("Type/id", already narrowed and live)."""
+    return references_to(chain.param, targets)
+
+
+def references_to(param: str | None, targets: Sequence[str]) -> Doc:
+    """An entry of `param` (any reference when None) refers to one of `targets` ("Type/id")."""
+    by_type: dict[str, list[str]] = {}
+    for key in targets:
+        rtype, rid = key.split("/", 1)
+        by_type.setdefault(rtype, []).append(rid)
+    if not by_type:
+        return FALSE
+    refs = [{"rt": t, "ri": ids[0] if len(ids) == 1 else {"$in": ids}} for t, ids in sorted(by_type.items())]
+    return elem_match({"p": param} if param is not None else {}, refs[0] if len(refs) == 1 else {"$or": refs})
+
+
+def has_filter(referenced: Sequence[str]) -> Doc:
+    """The resource is one of those the `_has` sources refer to."""
+    if not referenced:
+        return FALSE
+    return {"_id": {"$in": sorted(set(referenced))}}
+
+
+def chain_lookup_filter(lookup: Lookup, resolved: Resolved) -> Doc:
+    """Where a lookup searches: live targets (chain) or live sources (`_has`) meeting the inner
+    criterion and the access filter."""
+    crit = lookup.crit
+    types = crit.target_types if isinstance(crit, ChainClause) else (crit.source_type,)
+    return all_of(
+        [
+            live_of(types),
+            criterion_filter(crit.inner, lookup.access, resolved),
+            access_filter(lookup.access, resolved),
+        ]
+    )
+
+
+def has_source_pipeline(lookup: Lookup, resolved: Resolved) -> list[Doc]:
+    """The distinct local targets of the `_has` sources' `param` references."""
+    assert isinstance(lookup.crit, HasClause)
+    return [
+        {"$match": chain_lookup_filter(lookup, resolved)},
+        {"$unwind": "$ix"},
+        {"$match": {"ix.p": lookup.crit.param, "ix.ri": {"$ne": None}, "ix.rt": {"$ne": None}}},
+        {"$group": {"_id": {"rt": "$ix.rt", "ri": "$ix.ri"}}},
+    ]
+
+
+# -- _include / _revinclude -----------------------------------------------------------------------
+
+
+def include_pipeline(include: Include, sources: Sequence[str]) -> list[Doc]:
+    """The distinct local targets of the `sources`' references through `include.param` (every
+    reference for `*`, or when no source type names the parameter), of `include.target_type`."""
+    head: Doc = {"_id": {"$in": list(sources)}}
+    if include.source_type is not None:
+        head["type"] = include.source_type
+    ref: Doc = {"ix.rt": {"$ne": None}, "ix.ri": {"$ne": None}}
+    if include.param is not None and include.source_type is not None:
+        ref["ix.p"] = include.param
+    if include.target_type is not None:
+        ref["ix.rt"] = include.target_type
+    return [
+        {"$match": head},
+        {"$unwind": "$ix"},
+        {"$match": ref},
+        {"$group": {"_id": {"rt": "$ix.rt", "ri": "$ix.ri"}}},
+    ]
+
+
+def revinclude_filter(
+    include: Include, targets: Sequence[str], access: AccessFilter | None, resolved: Resolved
+) -> Doc:
+    """Live resources of `include.source_type` whose `include.param` (any reference for `*`) refers
+    to one of `targets` (those of `include.target_type` only, when given), within access."""
+    if include.target_type is not None:
+        targets = [t for t in targets if t.startswith(include.target_type + "/")]
+    param = include.param if include.source_type is not None else None
+    return all_of(
+        [
+            live_of((include.source_type,) if include.source_type else ()),
+            references_to(param, targets),
+            access_filter(access, resolved),
+        ]
+    )
+
+
+# -- access ----------------------------------------------------------------------------------------
+
+
+def access_filter(access: AccessFilter | None, resolved: Resolved) -> Doc:
+    """What the caller may see, as a filter on resource documents (TRUE when unrestricted)."""
+    if access is None:
+        return TRUE
+    parts: list[Doc] = []
+    if access.types is not None:
+        parts.append({"type": {"$in": sorted(access.types)}} if access.types else FALSE)
+    if access.compartments is not None:
+        # A Patient's own key is in its `compartments` (mongo_docs), so "a Patient is in its own".
+        parts.append({"compartments": {"$in": sorted(access.compartments)}} if access.compartments else FALSE)
+    if access.allowed_labels is not None:
+        parts.append(labels_filter(access))
+    parts += [type_rule_filter(rule.resource_type, rule.any_of, resolved) for rule in access.extra]
+    return all_of(parts)
+
+
+def labels_filter(access: AccessFilter) -> Doc:
+    """No `_security` label of the label system outside the allowed codes (a label without a code is
+    not allowed); and, unless unlabeled resources pass, at least one such label."""
+    allowed = sorted(code for system, code in access.allowed_labels or () if system == access.label_system)
+    forbidden = {"ix": {"$elemMatch": {"p": "_security", "s": access.label_system, "c": {"$nin": allowed}}}}
+    parts: list[Doc] = [{"$nor": [forbidden]}]
+    if not access.allow_unlabeled:
+        parts.append({"ix": {"$elemMatch": {"p": "_security", "s": access.label_system}}})
+    return all_of(parts)
+
+
+def type_rule_filter(
+    resource_type: str, groups: tuple[tuple[Criterion, ...], ...], resolved: Resolved
+) -> Doc:
+    """Resources of another type pass; those of `resource_type` must meet every criterion of one
+    group. Rule criteria are not themselves access-narrowed (as in the SQLite adapter)."""
+    met = any_of([all_of([criterion_filter(c, None, resolved) for c in group]) for group in groups])
+    return any_of([{"type": {"$ne": resource_type}}, met])
+
+
+# -- sort ------------------------------------------------------------------------------------------
+
+
+def page_projection(order: Order) -> Doc:
+    """What a search page reads: the stored version, plus the sort fields keyset paging resumes from."""
+    return {**dict.fromkeys(STORED_FIELDS, 1), **{field: 1 for field, _ in order}}
+
+
+STORED_FIELDS = ("type", "id", "version", "last_updated", "deleted", "method", "body")
+
+
+def sort_order(keys: Sequence[SortKey]) -> Order:
+    """The sort as (field, direction) pairs, missing values last, then creation order (stable).
+
+    `sk.<param>` holds per parameter `h` (1: has a value), `a` (smallest value, for ascending) and
+    `d` (largest, for descending); sorting on `h` descending first puts resources without the
+    parameter last, as the SQLite adapter does, since MongoDB sorts a missing field first.
+    """
+    order: Order = []
+    for key in keys:
+        direction = -1 if key.descending else 1
+        if key.kind == "id":
+            order.append(("id", direction))
+        elif key.kind == "lastUpdated":
+            order.append(("last_updated", direction))
+        else:
+            order += [
+                (f"sk.{key.param}.h", -1),
+                (f"sk.{key.param}.{'d' if key.descending else 'a'}", direction),
+            ]
+    return order + TIE_BREAK

@@ -1,0 +1,171 @@
+"""Running a `SearchQuery` on MongoDB: lookups for chains and `_has`, one page, total, includes.
+
+The filters come from fhir_server.storage.mongo_query (pure); this module does the I/O. Semantics
+follow the SQLite adapter: a page of `count` matches in sort order (missing sort values last, then
+creation order), `next_offset` when more follow, `total` counted only when the page cannot tell it,
+and includes within the same access filter (at most MAX_INCLUDES, MAX_ITERATIONS rounds of :iterate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fhir_server.search.query import HasClause, Include, SearchPage, SearchQuery
+from fhir_server.storage import mongo_query as mq
+from fhir_server.storage.mongo_docs import to_stored
+from fhir_server.storage.mongo_paging import after_filter
+from fhir_server.storage.port import StoredResource
+
+if TYPE_CHECKING:
+    from fhir_server.storage.mongo import MongoStore
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+MAX_INCLUDES = 1000
+MAX_ITERATIONS = 4
+
+
+async def run_search(store: MongoStore, query: SearchQuery) -> SearchPage:
+    resolved: dict[mq.Lookup, list[str]] = {}
+    where = await _translated(store, resolved, lambda: mq.search_filter(query, resolved))
+    order = mq.sort_order(query.sort)
+    docs, has_next = await _page(store, where, order, query)
+    total = await _total(store, where, query, len(docs), has_next)
+    included: list[StoredResource] = []
+    if docs and (query.includes or query.revincludes):
+        included = await _included(store, query, [d["_id"] for d in docs], resolved)
+    next_offset = query.offset + query.count if has_next else None
+    return SearchPage([to_stored(d) for d in docs], included, total, next_offset)
+
+
+# -- translation with lookups ----------------------------------------------------------------------
+
+
+async def _translated(store: MongoStore, resolved: dict[mq.Lookup, list[str]], build: Callable[[], T]) -> T:
+    """Translate, answering each chain or `_has` the translation asks for (innermost first)."""
+    while True:
+        try:
+            return build()
+        except mq.Unresolved as missing:
+            resolved[missing.lookup] = await _lookup(store, missing.lookup, resolved)
+
+
+async def _lookup(store: MongoStore, lookup: mq.Lookup, resolved: dict[mq.Lookup, list[str]]) -> list[str]:
+    """The keys a chain (live targets) or `_has` (targets of live sources) resolves to.
+
+    The answer is materialised: a chain on a broad inner criterion (`subject:Patient.gender=female`)
+    fetches every matching target id; docs/mongodb.md notes this cost.
+    """
+    if isinstance(lookup.crit, HasClause):
+        pipeline = await _translated(store, resolved, lambda: mq.has_source_pipeline(lookup, resolved))
+        return await _distinct_refs(store, pipeline)
+    where = await _translated(store, resolved, lambda: mq.chain_lookup_filter(lookup, resolved))
+    return [d["_id"] for d in await store.resources.find(where, {"_id": 1}).to_list()]
+
+
+async def _distinct_refs(store: MongoStore, pipeline: list[Doc]) -> list[str]:
+    cursor = await store.resources.aggregate(pipeline)
+    return sorted(f"{d['_id']['rt']}/{d['_id']['ri']}" for d in await cursor.to_list())
+
+
+# -- one page, and the total -----------------------------------------------------------------------
+
+
+async def _page(store: MongoStore, where: Doc, order: mq.Order, query: SearchQuery) -> tuple[list[Doc], bool]:
+    """`count` matches from `offset`, and whether more follow. Continues after the remembered key
+    of the previous page when there is one (keyset), else skips (mongo_paging)."""
+    if query.count <= 0:
+        return [], False
+    memo_key = ("search", where, order, query.count)
+    after = store.search_pages.get(memo_key, query.offset)
+    docs = await store.resources.find(
+        {"$and": [where, after_filter(order, after)]} if after else where,
+        mq.page_projection(order),
+        sort=order,
+        skip=0 if after else query.offset,
+        limit=query.count + 1,
+    ).to_list(query.count + 1)
+    has_next = len(docs) > query.count
+    docs = docs[: query.count]
+    if has_next:
+        store.search_pages.put(memo_key, query.offset + query.count, [_dig(docs[-1], f) for f, _ in order])
+    return docs, has_next
+
+
+def _dig(doc: Doc, path: str) -> Any:
+    """The value at a dotted path, None when absent (as MongoDB compares a missing field)."""
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+async def _total(store: MongoStore, where: Doc, query: SearchQuery, found: int, has_next: bool) -> int | None:
+    if query.total == "none" and query.count > 0:
+        return None
+    if query.count > 0 and not has_next and (found or query.offset == 0):
+        return query.offset + found  # the last page tells the total without counting
+    return await store.resources.count_documents(where)
+
+
+# -- _include / _revinclude ------------------------------------------------------------------------
+
+
+async def _included(
+    store: MongoStore, query: SearchQuery, matched: list[str], resolved: dict[mq.Lookup, list[str]]
+) -> list[StoredResource]:
+    """Resources the page includes or that refer to it, within the access filter; no duplicates."""
+    seen = set(matched)
+    added: list[Doc] = []
+    frontier = matched
+    tagged = [(i, False) for i in query.includes] + [(i, True) for i in query.revincludes]
+    for round_ in range(MAX_ITERATIONS + 1):
+        wanted = [(i, reverse) for i, reverse in tagged if round_ == 0 or i.iterate]
+        if not wanted or not frontier:
+            break
+        new: list[Doc] = []
+        for include, reverse in wanted:
+            step = _revinclude_step if reverse else _include_step
+            for doc in await step(store, query, include, frontier, resolved):
+                if doc["_id"] not in seen and len(added) + len(new) < MAX_INCLUDES:
+                    seen.add(doc["_id"])
+                    new.append(doc)
+        added += new
+        frontier = [d["_id"] for d in new]
+    return [to_stored(d) for d in added]
+
+
+async def _include_step(
+    store: MongoStore,
+    query: SearchQuery,
+    include: Include,
+    sources: list[str],
+    resolved: dict[mq.Lookup, list[str]],
+) -> list[Doc]:
+    targets = await _distinct_refs(store, mq.include_pipeline(include, sources))
+    if not targets:
+        return []
+    access = await _translated(store, resolved, lambda: mq.access_filter(query.access, resolved))
+    where = mq.all_of([{"_id": {"$in": targets}}, mq.live_of(()), access])
+    return await _found(store, where)
+
+
+async def _revinclude_step(
+    store: MongoStore,
+    query: SearchQuery,
+    include: Include,
+    targets: list[str],
+    resolved: dict[mq.Lookup, list[str]],
+) -> list[Doc]:
+    def build() -> Doc:
+        return mq.revinclude_filter(include, targets, query.access, resolved)
+
+    return await _found(store, await _translated(store, resolved, build))
+
+
+async def _found(store: MongoStore, where: Doc) -> list[Doc]:
+    if where == mq.FALSE:
+        return []
+    order: Sequence[tuple[str, int]] = mq.TIE_BREAK
+    return await store.resources.find(where, mq.page_projection(mq.TIE_BREAK), sort=order).to_list()
