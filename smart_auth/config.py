@@ -1,0 +1,38 @@
+"""Configuration of the authorization server. Nothing here is a secret: keys live in the auth DB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    issuer: str  # absolute base of the auth endpoints, e.g. "http://127.0.0.1:8080/auth"
+    fhir_base_url: str  # the only accepted `aud`, e.g. "http://127.0.0.1:8080/fhir"
+    db_path: Path  # the auth server's own SQLite file
+    user_token_seconds: int = 3600  # SMART: user access tokens live at most one hour
+    backend_token_seconds: int = 300  # SMART Backend Services: at most five minutes
+    code_seconds: int = 60  # authorization codes are short-lived (RFC 6749 recommends <= 10 min)
+    refresh_token_days: int = 30  # offline_access; online_access refresh tokens get the same cap
+    flow_seconds: int = 900  # time a user has to get through login, picker and consent
+    launch_seconds: int = 600  # time between an EHR creating a launch and the app using it
+    lockout_threshold: int = 5  # consecutive failed logins before the account is locked
+    lockout_seconds: int = 900
+    login_failures_per_ip: int = 30  # failed logins per client address per window before 429
+    login_failure_window_seconds: int = 300
+    assertion_max_seconds: int = 300  # private_key_jwt `exp` at most five minutes ahead
+    clock_leeway_seconds: int = 5  # allowance for clock skew on client assertions
+    jwks_cache_seconds: int = 300  # how long a client's JWKS fetched by URL is trusted
+    smart_style_url: str | None = None  # returned as `smart_style_url` when set
+    revocation_sync_seconds: float = 1.0  # how stale another worker's revocations may be in memory
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+        object.__setattr__(self, "fhir_base_url", self.fhir_base_url.rstrip("/"))
+        if self.user_token_seconds > 3600 or self.backend_token_seconds > 300:
+            raise ValueError("SMART caps user tokens at 3600 s and backend tokens at 300 s")
+
+    def endpoint(self, name: str) -> str:
+        """The absolute URL of one of this server's endpoints, e.g. endpoint("token")."""
+        return f"{self.issuer}/{name}"
