@@ -103,10 +103,10 @@ def _text(value: Any) -> str | None:
 
 
 def _coding_token(code: str, coding: Mapping[str, Any]) -> list[IndexEntry]:
-    system, value = coding.get("system"), coding.get("code")
-    if system is None and value is None:
+    system, value, display = coding.get("system"), coding.get("code"), _text(coding.get("display"))
+    if system is None and value is None and display is None:
         return []
-    return [TokenEntry(code, system, value, _text(coding.get("display")))]
+    return [TokenEntry(code, system, value, display)]  # a display-only coding still serves `:text`
 
 
 def _concept_tokens(code: str, cc: Mapping[str, Any]) -> list[IndexEntry]:
@@ -194,11 +194,12 @@ def string_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
 
 def date_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
     bounds: tuple[int, int] | None = None
-    if t in _DATE_TYPES and isinstance(value, str):
+    if (t in _DATE_TYPES or t == "string") and isinstance(value, str):
         try:
             bounds = date_bounds(value)
         except ValueError:
-            return []  # invalid dates are the validator's business; they cannot be searched
+            # Free-text alternatives (Immunization.occurrenceString "January 2012") have no date.
+            return []
     elif t == "Period" and type(value) is dict:
         bounds = period_bounds(value)
     elif t == "Timing" and type(value) is dict:

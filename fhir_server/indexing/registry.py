@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -73,6 +73,63 @@ def _definition(raw: Mapping[str, Any], codes_by_url: Mapping[str, str]) -> Sear
     )
 
 
+# The element types each parameter type can index (what extract.py's converters understand).
+ACCEPTS: Mapping[str, frozenset[str]] = {
+    "token": frozenset(
+        [
+            "CodeableConcept",
+            "Coding",
+            "Identifier",
+            "ContactPoint",
+            "code",
+            "string",
+            "boolean",
+            "id",
+            "uri",
+            "url",
+            "canonical",
+            "oid",
+            "uuid",
+            "markdown",
+            "Extension",
+        ]
+    ),
+    "reference": frozenset(["Reference", "canonical", "uri", "url", "Resource", "Extension"]),
+    "string": frozenset(["string", "markdown", "HumanName", "Address", "code", "id", "Extension"]),
+    "date": frozenset(["date", "dateTime", "instant", "Period", "Timing", "string", "Extension"]),
+    "number": frozenset(["decimal", "integer", "positiveInt", "unsignedInt", "Range", "Extension"]),
+    "quantity": frozenset(
+        ["Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity", "Money", "Range", "Extension"]
+    ),
+    "uri": frozenset(["uri", "url", "canonical", "oid", "uuid", "Extension"]),
+}
+
+
+def accepts(param_type: str, node_types: frozenset[str]) -> bool:
+    """Whether a parameter of `param_type` can index any of `node_types`."""
+    return any(t.split("|", 1)[0] in ACCEPTS.get(param_type, frozenset()) for t in node_types)
+
+
+def _fix_swapped_components(sp: SearchParamDef, types_by_code: Mapping[str, str]) -> SearchParamDef:
+    """R4's DocumentReference `relationship` pairs each component expression with the other's
+    definition (`code` with the reference param, `target` with the token one). When the declared
+    types fit the expressions only once swapped, swap them, so entries and queries agree."""
+    if len(sp.components) != 2 or not sp.base or sp.expression is None:
+        return sp
+    try:
+        base = compile_expression(sp.expression, sp.base[0])
+        found = [compile_expression(e, sp.base[0], base.types).types for _, e in sp.components]
+    except CompileError:
+        return sp
+    (code_a, expr_a), (code_b, expr_b) = sp.components
+    kind_a, kind_b = types_by_code.get(code_a, ""), types_by_code.get(code_b, "")
+    if accepts(kind_a, found[0]) and accepts(kind_b, found[1]):
+        return sp
+    if accepts(kind_b, found[0]) and accepts(kind_a, found[1]):
+        return replace(sp, components=((code_b, expr_a), (code_a, expr_b)))
+    return sp
+
+
 def _compile_check(sp: SearchParamDef, base: str) -> str | None:
     """Why `sp` cannot be indexed on `base`, or None when it can."""
     if sp.code in BUILT_IN and base in COMMON_BASES:
@@ -98,10 +155,14 @@ class Registry:
 
     def __init__(self, raw_params: Sequence[Mapping[str, Any]]) -> None:
         codes_by_url = {p["url"]: p["code"] for p in raw_params if "url" in p}
+        types_by_code = {p["code"]: p["type"] for p in raw_params if "url" in p}
         self._by_base: dict[str, dict[str, SearchParamDef]] = {}
         unsupported: list[Unsupported] = []
         for raw in raw_params:
-            unsupported.extend(self._add(_definition(raw, codes_by_url)))
+            sp = _definition(raw, codes_by_url)
+            if sp.type == "composite":
+                sp = _fix_swapped_components(sp, types_by_code)
+            unsupported.extend(self._add(sp))
         self.unsupported: tuple[Unsupported, ...] = tuple(unsupported)
         self._types = frozenset(resource_types())
         self._by_url = {sp.url: sp for params in self._by_base.values() for sp in params.values() if sp.url}
