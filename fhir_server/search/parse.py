@@ -242,6 +242,8 @@ def _clause(
         return Clause(code, kind, (_parse_missing(code, raw),), components=components)
     if modifier == "of-type":
         return _of_type(code, raw)
+    if kind == "reference" and modifier is None:
+        modifier = _only_target(defs)  # `patient=1` means Patient/1: a tighter index lookup
     parsed = tuple(
         _value(code, kind, modifier, part, components, base_url) for part in v.split_unescaped(raw, ",")
     )
@@ -261,6 +263,11 @@ def _check_modifier(
         return modifier
     why = "is not supported by this server" if modifier in _UNSUPPORTED_MODIFIERS else "is not valid"
     raise BadRequest(f"Modifier ':{modifier}' on {kind} search parameter '{code}' {why}")
+
+
+def _only_target(defs: list[_ParamDef]) -> str | None:
+    targets = {t for d in defs for t in d.targets}
+    return targets.pop() if len(targets) == 1 else None
 
 
 def _of_type(code: str, raw: str) -> Clause:

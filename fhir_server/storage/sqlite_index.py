@@ -392,7 +392,7 @@ class _Builder:
             )
         else:
             e = self.alias("e")
-            cond = _any_of(_value_sql(clause.kind, x, _plain(e)) for x in clause.values)
+            cond = _any_of(_value_sql(clause.kind, x, _probe(e)) for x in clause.values)
             where = f"{e}.res = {r}.res AND {pid_sql.format(e=e)} AND {cond[0]}"
             found = f"EXISTS (SELECT 1 FROM {table} {e} WHERE {where})", [*pid_args, *cond[1]]
         return (f"NOT {found[0]}", found[1]) if clause.negate else found
@@ -505,7 +505,7 @@ class _Builder:
             return None
         t, f = self.alias("t"), self.alias("f")
         pid_sql, pid_args = _in(f"{f}.pid", _pids(types, chain.param))
-        type_sql, type_args = _in(f"{t}.type", chain.target_types)
+        type_sql, type_args = _in(f"+{t}.type", chain.target_types)
         access = self.access_sql(t)
         sql = (
             f"SELECT {f}.res FROM resource {t} CROSS JOIN ix_ref {f} ON {f}.target_id = {t}.id"
@@ -523,7 +523,7 @@ class _Builder:
         sql = (
             f"SELECT {t}.res FROM resource {s} CROSS JOIN ix_ref {f} ON {f}.res = {s}.res AND {f}.pid = ?"
             f" CROSS JOIN resource {t} ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id"
-            f" WHERE {s}.res IN ({inner[1][0]}) AND {s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
+            f" WHERE {s}.res IN ({inner[1][0]}) AND +{s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
         )
         args = [pid(has.source_type, has.param), *inner[1][1], has.source_type, *access[1]]
         return inner[0] + 0.5, (sql, args)
@@ -553,12 +553,19 @@ class _Builder:
 
 
 def _plain(alias: str) -> Col:
+    """Columns of an index lookup that drives a search: the value index may serve them."""
     return lambda name: f"{alias}.{name}"
+
+
+def _probe(alias: str) -> Col:
+    """Columns of a per-resource probe. The unary `+` keeps the planner on the (res, pid) primary
+    key: without statistics it would otherwise scan the parameter's whole value index."""
+    return lambda name: f"+{alias}.{name}"
 
 
 def _generic(alias: str, kind: str) -> Col:
     columns = _COMPOSITE_COLUMNS[kind]
-    return lambda name: f"{alias}.{columns[name]}"
+    return lambda name: f"+{alias}.{columns[name]}"
 
 
 def _rank(clause: Clause) -> float | None:
@@ -610,12 +617,12 @@ def _labels_sql(access: AccessFilter, r: str) -> Sql:
     security = pid("*", "_security")
     allowed_sql, allowed_args = _in("l.code", allowed) if allowed else ("0", [])
     sql = (
-        f"NOT EXISTS (SELECT 1 FROM ix_token l WHERE l.res = {r}.res AND l.pid = ? AND l.system = ?"
+        f"NOT EXISTS (SELECT 1 FROM ix_token l WHERE l.res = {r}.res AND l.pid = ? AND +l.system = ?"
         f" AND (l.code IS NULL OR NOT ({allowed_sql})))"
     )
     args: list[Any] = [security, access.label_system, *allowed_args]
     if not access.allow_unlabeled:
-        sql += f" AND EXISTS (SELECT 1 FROM ix_token l WHERE l.res = {r}.res AND l.pid = ? AND l.system = ?)"
+        sql += f" AND EXISTS (SELECT 1 FROM ix_token l WHERE l.res = {r}.res AND l.pid = ? AND +l.system = ?)"
         args += [security, access.label_system]
     return f"({sql})", args
 
@@ -694,22 +701,33 @@ def _sort_expr(key: SortKey, types: Sequence[str]) -> Sql:
     if key.kind == "lastUpdated":
         return "r.last_updated", []
     agg = "max" if key.descending else "min"
+    # `+` as in _probe: read this resource's entries through the primary key, not the value index.
     column = {
-        "date": "e.high" if key.descending else "e.low",
+        "date": "+e.high" if key.descending else "+e.low",
         "reference": "coalesce(e.target_type || '/' || e.target_id, e.url)",
-        "token": "e.code",
-    }.get(key.kind, "e.value")
+        "token": "+e.code",
+    }.get(key.kind, "+e.value")
     pid_sql, pid_args = _in("e.pid", _pids(types, key.param))
     table = _KIND_TABLE[key.kind]
     return f"SELECT {agg}({column}) FROM {table} e WHERE e.res = r.res AND {pid_sql}", pid_args
 
 
+def _page_sql(plan: _Plan, query: SearchQuery) -> Sql:
+    sql = f"SELECT r.res{plan.keys} FROM resource r WHERE {plan.where} ORDER BY {plan.order} LIMIT ? OFFSET ?"
+    return sql, [*plan.keys_args, *plan.args, query.count + 1, query.offset]
+
+
 def _page_res(conn: sqlite3.Connection, plan: _Plan, query: SearchQuery) -> list[int]:
     if query.count == 0:
         return []
-    sql = f"SELECT r.res{plan.keys} FROM resource r WHERE {plan.where} ORDER BY {plan.order} LIMIT ? OFFSET ?"
-    args = [*plan.keys_args, *plan.args, query.count + 1, query.offset]
+    sql, args = _page_sql(plan, query)
     return [row[0] for row in conn.execute(sql, args)]
+
+
+def explain(conn: sqlite3.Connection, query: SearchQuery) -> list[str]:
+    """EXPLAIN QUERY PLAN of the page query, one line per step (for tests and benchmarks)."""
+    sql, args = _page_sql(_plan(_Builder(query.access), query), query)
+    return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
 
 
 def _total(

@@ -1,0 +1,127 @@
+"""Search through HTTP: Bundles, links, strict/lenient, compartments, $everything, conditional create.
+
+https://hl7.org/fhir/R4/search.html · https://hl7.org/fhir/R4/http.html#search
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import BASE
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+async def put(client: httpx.AsyncClient, resource: dict[str, Any]) -> None:
+    response = await client.put(f"{resource['resourceType']}/{resource['id']}", json=resource)
+    assert response.status_code in (200, 201), response.text
+
+
+async def seed(client: httpx.AsyncClient) -> None:
+    await put(client, {"resourceType": "Patient", "id": "p1", "name": [{"family": "Smith"}]})
+    await put(client, {"resourceType": "Patient", "id": "p2", "name": [{"family": "Jones"}]})
+    for i, subject in enumerate(["p1", "p1", "p1", "p2"]):
+        await put(
+            client,
+            {
+                "resourceType": "Observation",
+                "id": f"o{i}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "subject": {"reference": f"Patient/{subject}"},
+                "effectiveDateTime": f"2026-11-2{i}T10:00:00Z",
+            },
+        )
+
+
+async def test_search_answers_a_searchset(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    response = await app_client.get("Observation", params={"patient": "p1", "_sort": "-date"})
+    assert response.status_code == 200
+    bundle = response.json()
+    assert bundle["type"] == "searchset" and bundle["total"] == 3
+    assert [e["resource"]["id"] for e in bundle["entry"]] == ["o2", "o1", "o0"]
+    assert bundle["entry"][0]["fullUrl"] == f"{BASE}/Observation/o2"
+    assert {e["search"]["mode"] for e in bundle["entry"]} == {"match"}
+    assert bundle["link"][0] == {"relation": "self", "url": f"{BASE}/Observation?patient=p1&_sort=-date"}
+
+
+async def test_next_links_walk_every_page(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    seen: list[str] = []
+    url: str | None = f"{BASE}/Observation?_count=3&_sort=date"
+    while url:
+        bundle = (await app_client.get(url)).json()
+        seen += [e["resource"]["id"] for e in bundle.get("entry", [])]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+    assert seen == ["o0", "o1", "o2", "o3"]
+
+
+async def test_unknown_parameter_is_400_naming_it(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("Patient", params={"nickname": "x"})
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "nickname" in outcome["issue"][0]["diagnostics"]
+
+
+async def test_lenient_handling_reports_ignored_parameters(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    response = await app_client.get(
+        "Patient", params={"nickname": "x", "name": "smi"}, headers={"Prefer": "handling=lenient"}
+    )
+    bundle = response.json()
+    modes = [e["search"]["mode"] for e in bundle["entry"]]
+    assert modes == ["match", "outcome"]
+    assert bundle["link"][0]["url"] == f"{BASE}/Patient?name=smi"
+
+
+async def test_post_search_and_summary_count(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    response = await app_client.post("Observation/_search", data={"patient": "p1", "_summary": "count"})
+    assert response.status_code == 200
+    bundle = response.json()
+    assert bundle["total"] == 3 and "entry" not in bundle
+
+
+async def test_elements_subsets_and_tags(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    bundle = (await app_client.get("Observation", params={"_id": "o0", "_elements": "subject"})).json()
+    resource = bundle["entry"][0]["resource"]
+    assert "effectiveDateTime" not in resource and resource["subject"] == {"reference": "Patient/p1"}
+    assert any(t["code"] == "SUBSETTED" for t in resource["meta"]["tag"])
+
+
+async def test_compartment_search_and_everything(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    compartment = (await app_client.get("Patient/p2/Observation")).json()
+    assert [e["resource"]["id"] for e in compartment["entry"]] == ["o3"]
+    everything = (await app_client.get("Patient/p2/$everything")).json()
+    assert sorted(e["resource"]["id"] for e in everything["entry"]) == ["o3", "p2"]
+    assert (await app_client.get("Patient/nobody/$everything")).status_code == 404
+
+
+async def test_revinclude_and_chain(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    bundle = (
+        await app_client.get("Patient", params={"_id": "p2", "_revinclude": "Observation:subject"})
+    ).json()
+    assert [(e["resource"]["id"], e["search"]["mode"]) for e in bundle["entry"]] == [
+        ("p2", "match"),
+        ("o3", "include"),
+    ]
+    chained = (await app_client.get("Observation", params={"subject:Patient.name": "jones"})).json()
+    assert [e["resource"]["id"] for e in chained["entry"]] == ["o3"]
+
+
+async def test_conditional_create_finds_the_existing_match(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    response = await app_client.post(
+        "Patient",
+        json={"resourceType": "Patient", "name": [{"family": "Smith"}]},
+        headers={**FHIR_JSON, "If-None-Exist": "name=smith"},
+    )
+    assert response.status_code == 200
+    assert (await app_client.get("Patient", params={"name": "smith"})).json()["total"] == 1

@@ -1,0 +1,530 @@
+"""Search through the storage port: real resources, entries from extract_entries, `store.search`.
+
+One suite for every adapter that implements search (see `store` below). Each test writes its data,
+parses a query string exactly as the REST layer does, and checks which ids come back.
+https://hl7.org/fhir/R4/search.html
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_server.indexing.extract import extract_entries, patient_compartments
+from fhir_server.search.parse import parse_search
+from fhir_server.search.query import (
+    AccessFilter,
+    Clause,
+    SearchPage,
+    SearchQuery,
+    TokenValue,
+    TypeRule,
+)
+from fhir_server.storage.port import Store, WriteOp
+
+LABELS = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+LOINC = "http://loinc.org"
+
+
+def _adapters() -> list[str]:
+    """SQLite always; the Mongo adapter once it implements search."""
+    names = ["sqlite"]
+    if importlib.util.find_spec("fhir_server.storage.mongo_search") is not None:
+        names.append("mongomock")
+        if os.environ.get("MONGODB_URI"):
+            names.append("mongodb")
+    return names
+
+
+@pytest.fixture(params=_adapters())
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    adapter: Store
+    if request.param == "sqlite":
+        from fhir_server.storage.sqlite import SqliteStore
+
+        adapter = SqliteStore(tmp_path / "search.sqlite3")
+    else:
+        from fhir_server.storage.mongo import MongoStore
+
+        database = f"search_{uuid.uuid4().hex[:12]}"
+        if request.param == "mongodb":
+            adapter = MongoStore(os.environ["MONGODB_URI"], database=database)
+        else:
+            adapter = MongoStore.in_memory_stand_in(database=database)
+    await adapter.open()
+    try:
+        yield adapter
+    finally:
+        drop = getattr(adapter, "drop_database", None)
+        if drop is not None:
+            await drop()
+        await adapter.close()
+
+
+_CLOCK = [datetime(2026, 1, 1, tzinfo=UTC)]
+
+
+def _op(resource: dict[str, Any], expected: int = 0) -> WriteOp:
+    _CLOCK[0] += timedelta(seconds=1)  # distinct, increasing lastUpdated per write
+    entries = extract_entries(resource)
+    compartments = patient_compartments(resource, entries)
+    body = orjson.dumps(resource)
+    return WriteOp(resource["resourceType"], resource["id"], expected, _CLOCK[0], body, entries, compartments)
+
+
+async def put(store: Store, *resources: dict[str, Any]) -> None:
+    await store.write([_op(r) for r in resources])
+
+
+async def find(store: Store, resource_type: str | None, query: str, **changes: Any) -> SearchPage:
+    params = [tuple(p.split("=", 1)) for p in query.split("&")] if query else []
+    parsed = parse_search(resource_type, params)  # type: ignore[arg-type]
+    return await store.search(replace(parsed.query, **changes))
+
+
+async def ids(store: Store, resource_type: str | None, query: str, **changes: Any) -> list[str]:
+    page = await find(store, resource_type, query, **changes)
+    return [m.id for m in page.matches]
+
+
+def patient(id: str, family: str = "Smith", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": id, "name": [{"family": family, "given": ["Ann"]}], **extra}
+
+
+def obs(id: str, subject: str = "p1", code: str = "8480-6", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code, "display": "Systolic blood pressure"}]},
+        "subject": {"reference": f"Patient/{subject}"},
+        **extra,
+    }
+
+
+# -- string ---------------------------------------------------------------------------------------
+
+
+async def test_string_matches_folded_prefix(store: Store) -> None:
+    """`name=smi` is a case- and accent-insensitive starts-with on any part of the name."""
+    await put(
+        store,
+        patient("p1", "Smith"),
+        patient("p2", "Smythe"),
+        patient("p3", "Émile"),
+        patient("p4", "Blacksmith"),
+    )
+    assert await ids(store, "Patient", "name=smi") == ["p1"]
+    assert await ids(store, "Patient", "name=SM") == ["p1", "p2"]
+    assert await ids(store, "Patient", "name=emi") == ["p3"]
+
+
+async def test_string_exact_and_contains(store: Store) -> None:
+    await put(store, patient("p1", "Smith"), patient("p2", "smith"), patient("p3", "Blacksmith"))
+    assert await ids(store, "Patient", "family:exact=Smith") == ["p1"]
+    assert await ids(store, "Patient", "family:contains=SMITH") == ["p1", "p2", "p3"]
+
+
+# -- token ----------------------------------------------------------------------------------------
+
+
+async def test_token_forms(store: Store) -> None:
+    """code, system|code, |code (no system) and system| (any code of the system)."""
+    await put(
+        store,
+        patient("p1", identifier=[{"system": "nhs", "value": "111"}]),
+        patient("p2", identifier=[{"value": "111"}]),
+        patient("p3", identifier=[{"system": "mrn", "value": "222"}]),
+    )
+    assert await ids(store, "Patient", "identifier=111") == ["p1", "p2"]
+    assert await ids(store, "Patient", "identifier=nhs|111") == ["p1"]
+    assert await ids(store, "Patient", "identifier=|111") == ["p2"]
+    assert await ids(store, "Patient", "identifier=mrn|") == ["p3"]
+    assert await ids(store, "Patient", "identifier=nhs|111,mrn|222") == ["p1", "p3"]
+
+
+async def test_token_not_includes_resources_without_the_code(store: Store) -> None:
+    """`:not` = no matching token, including resources with no value at all."""
+    await put(store, patient("p1", gender="male"), patient("p2", gender="female"), patient("p3"))
+    assert await ids(store, "Patient", "gender:not=male") == ["p2", "p3"]
+
+
+async def test_token_text(store: Store) -> None:
+    await put(store, obs("o1"), {**obs("o2"), "code": {"text": "Systolic reading"}}, obs("o3", code="x"))
+    assert await ids(store, "Observation", "code:text=systolic") == ["o1", "o2", "o3"]
+    assert await ids(store, "Observation", "code:text=reading") == ["o2"]
+    assert await ids(store, "Observation", "code:text=diastolic") == []
+
+
+async def test_token_of_type(store: Store) -> None:
+    mr = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
+    await put(store, patient("p1", identifier=[{"type": mr, "system": "x", "value": "42"}]), patient("p2"))
+    query = "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|42"
+    assert await ids(store, "Patient", query) == ["p1"]
+
+
+# -- date -----------------------------------------------------------------------------------------
+
+
+async def test_partial_dates(store: Store) -> None:
+    """`date=2026` contains a minute in 2026; a minute does not contain the whole year 2026."""
+    await put(
+        store,
+        obs("minute", effectiveDateTime="2026-11-24T10:00:00Z"),
+        obs("year", effectiveDateTime="2026"),
+        obs("other", effectiveDateTime="2025-12-31T23:59:59Z"),
+    )
+    assert await ids(store, "Observation", "date=2026") == ["minute", "year"]
+    assert await ids(store, "Observation", "date=2026-11-24") == ["minute"]
+    assert await ids(store, "Observation", "date=2026-11-24T10:00Z") == ["minute"]
+    assert await ids(store, "Observation", "date=ne2026") == ["other"]
+
+
+async def test_date_prefixes(store: Store) -> None:
+    await put(
+        store,
+        obs("before", effectiveDateTime="2026-11-23"),
+        obs("on", effectiveDateTime="2026-11-24T12:00:00Z"),
+        obs("after", effectiveDateTime="2026-11-25"),
+    )
+    assert await ids(store, "Observation", "date=gt2026-11-24") == ["after"]
+    assert await ids(store, "Observation", "date=ge2026-11-24") == ["on", "after"]
+    assert await ids(store, "Observation", "date=lt2026-11-24") == ["before"]
+    assert await ids(store, "Observation", "date=le2026-11-24") == ["before", "on"]
+    assert await ids(store, "Observation", "date=sa2026-11-24") == ["after"]
+    assert await ids(store, "Observation", "date=eb2026-11-24") == ["before"]
+
+
+async def test_periods_with_open_ends(store: Store) -> None:
+    """An open-ended Period extends forever: it is after any date and never ends before one."""
+    await put(
+        store,
+        obs("open", effectivePeriod={"start": "2026-01-01"}),
+        obs("closed", effectivePeriod={"start": "2026-01-01", "end": "2026-01-31"}),
+        obs("no-start", effectivePeriod={"end": "2025-06-01"}),
+    )
+    assert await ids(store, "Observation", "date=gt2030") == ["open"]
+    assert await ids(store, "Observation", "date=lt2025") == ["no-start"]
+    assert await ids(store, "Observation", "date=2026-01") == ["closed"]
+    assert await ids(store, "Observation", "date=sa2025-12-31") == ["open", "closed"]
+    assert await ids(store, "Observation", "date=eb2026") == ["no-start"]
+
+
+async def test_date_ap(store: Store) -> None:
+    """`ap`: within 10% of the distance from now (at least a day)."""
+    await put(store, obs("near", effectiveDateTime="2000-01-10"), obs("far", effectiveDateTime="1960-01-01"))
+    assert await ids(store, "Observation", "date=ap2000-01-01") == ["near"]
+
+
+# -- number, quantity -----------------------------------------------------------------------------
+
+
+async def test_quantity_precision_prefixes_and_units(store: Store) -> None:
+    def q(value: float, code: str = "mg") -> dict[str, Any]:
+        return {"value": value, "system": "http://unitsofmeasure.org", "code": code, "unit": code}
+
+    await put(
+        store,
+        obs("a", valueQuantity=q(5.4)),
+        obs("b", valueQuantity=q(5.5)),
+        obs("c", valueQuantity=q(5.4, "g")),
+    )
+    assert await ids(store, "Observation", "value-quantity=5.4") == ["a", "c"]
+    assert await ids(store, "Observation", "value-quantity=5.4|http://unitsofmeasure.org|mg") == ["a"]
+    assert await ids(store, "Observation", "value-quantity=5.4||g") == ["c"]
+    assert await ids(store, "Observation", "value-quantity=gt5.4") == ["b"]
+    assert await ids(store, "Observation", "value-quantity=le5.4") == ["a", "c"]
+    assert await ids(store, "Observation", "value-quantity=ne5.4") == ["b"]
+    assert await ids(store, "Observation", "value-quantity=ap5") == ["a", "b", "c"]
+
+
+async def test_number(store: Store) -> None:
+    def risk(id: str, p: float) -> dict[str, Any]:
+        subject = {"reference": "Patient/p1"}
+        prediction = [{"probabilityDecimal": p}]
+        return {
+            "resourceType": "RiskAssessment",
+            "id": id,
+            "status": "final",
+            "subject": subject,
+            "prediction": prediction,
+        }
+
+    await put(store, risk("r1", 0.2), risk("r2", 0.8))
+    assert await ids(store, "RiskAssessment", "probability=0.2") == ["r1"]
+    assert await ids(store, "RiskAssessment", "probability=gt0.5") == ["r2"]
+    assert await ids(store, "RiskAssessment", "probability=lt0.5,gt0.7") == ["r1", "r2"]
+
+
+# -- reference, uri, composite --------------------------------------------------------------------
+
+
+async def test_reference_forms(store: Store) -> None:
+    await put(
+        store,
+        obs("o1", subject="p1"),
+        obs("o2", subject="p2"),
+        {**obs("o3"), "subject": {"identifier": {"system": "nhs", "value": "9"}}},
+        {**obs("o4"), "subject": {"reference": "http://other.example/fhir/Patient/p1"}},
+    )
+    assert await ids(store, "Observation", "subject=Patient/p1") == ["o1"]
+    assert await ids(store, "Observation", "subject=p1") == ["o1"]
+    assert await ids(store, "Observation", "subject:Patient=p2") == ["o2"]
+    assert await ids(store, "Observation", "subject:identifier=nhs|9") == ["o3"]
+    assert await ids(store, "Observation", "subject=http://other.example/fhir/Patient/p1") == ["o4"]
+
+
+async def test_uri_below_and_above(store: Store) -> None:
+    def vs(id: str, url: str) -> dict[str, Any]:
+        return {"resourceType": "ValueSet", "id": id, "status": "active", "url": url}
+
+    await put(store, vs("a", "http://acme.org/fhir/ValueSet/a"), vs("b", "http://acme.org/other"))
+    assert await ids(store, "ValueSet", "url=http://acme.org/other") == ["b"]
+    assert await ids(store, "ValueSet", "url:below=http://acme.org/fhir") == ["a"]
+    assert await ids(store, "ValueSet", "url:above=http://acme.org/fhir/ValueSet/a/extra") == ["a"]
+
+
+async def test_composite_code_value_quantity(store: Store) -> None:
+    """The code and the value must belong to the same observation component."""
+    q = {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+    await put(store, obs("o1", valueQuantity=q), obs("o2", code="other", valueQuantity=q))
+    assert await ids(store, "Observation", f"code-value-quantity={LOINC}|8480-6$gt100") == ["o1"]
+    assert await ids(store, "Observation", "code-value-quantity=8480-6$lt100") == []
+
+
+async def test_missing(store: Store) -> None:
+    await put(store, obs("dated", effectiveDateTime="2026"), obs("undated"))
+    assert await ids(store, "Observation", "date:missing=true") == ["undated"]
+    assert await ids(store, "Observation", "date:missing=false") == ["dated"]
+
+
+async def test_or_inside_and(store: Store) -> None:
+    """Repeated parameters AND; commas inside one OR."""
+    await put(
+        store,
+        obs("a", code="1", status="final"),
+        obs("b", code="2", status="final"),
+        obs("c", code="1", status="amended"),
+    )
+    assert await ids(store, "Observation", "code=1,2&status=final") == ["a", "b"]
+    assert await ids(store, "Observation", "code=1,2&code=2,3") == ["b"]
+
+
+# -- special parameters ---------------------------------------------------------------------------
+
+
+async def test_id_and_last_updated(store: Store) -> None:
+    await put(store, patient("p1"))
+    await put(store, patient("p2"))
+    assert await ids(store, "Patient", "_id=p2,p3") == ["p2"]
+    assert await ids(store, "Patient", "_lastUpdated=ge2026-01-01") == ["p1", "p2"]
+    assert await ids(store, "Patient", "_lastUpdated=lt2026-01-01") == []
+
+
+async def test_meta_tag_security_profile(store: Store) -> None:
+    meta = {
+        "tag": [{"system": "urn:t", "code": "demo"}],
+        "security": [{"system": LABELS, "code": "R"}],
+        "profile": ["http://example.org/StructureDefinition/p"],
+    }
+    await put(store, patient("p1", meta=meta), obs("o1", meta=meta), patient("p2"))
+    assert await ids(store, "Patient", "_tag=urn:t|demo") == ["p1"]
+    assert await ids(store, "Patient", f"_security={LABELS}|R") == ["p1"]
+    assert await ids(store, "Patient", "_profile=http://example.org/StructureDefinition/p") == ["p1"]
+    assert await ids(store, None, "_tag=demo") == ["p1", "o1"]
+
+
+async def test_text_and_content(store: Store) -> None:
+    narrative = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">Chest pain at night</div>',
+    }
+    await put(store, patient("p1", text=narrative), patient("p2", "Painter"))
+    assert await ids(store, "Patient", "_text=chest pain") == ["p1"]
+    assert await ids(store, "Patient", "_content=painter") == ["p2"]
+    assert await ids(store, "Patient", "_content=ann") == ["p1", "p2"]
+
+
+# -- chains, reverse chains, _list ----------------------------------------------------------------
+
+
+async def test_chain_two_levels(store: Store) -> None:
+    org = {"resourceType": "Organization", "id": "org1", "name": "Leeds Teaching"}
+    await put(
+        store,
+        org,
+        patient("p1", "Smith", managingOrganization={"reference": "Organization/org1"}),
+        patient("p2", "Jones"),
+        obs("o1", "p1"),
+        obs("o2", "p2"),
+    )
+    assert await ids(store, "Observation", "subject:Patient.name=smith") == ["o1"]
+    assert await ids(store, "Observation", "patient.organization.name=leeds") == ["o1"]
+    assert await ids(store, "Observation", "patient.name=nobody") == []
+
+
+async def test_has_reverse_chain(store: Store) -> None:
+    await put(store, patient("p1"), patient("p2"), obs("o1", "p1", code="A"), obs("o2", "p2", code="B"))
+    assert await ids(store, "Patient", "_has:Observation:patient:code=A") == ["p1"]
+    assert await ids(store, "Patient", "_has:Observation:subject:code=A,B") == ["p1", "p2"]
+
+
+async def test_list(store: Store) -> None:
+    lst = {"resourceType": "List", "id": "l1", "status": "current", "mode": "working",
+           "entry": [{"item": {"reference": "Patient/p2"}}]}  # fmt: skip
+    await put(store, patient("p1"), patient("p2"), lst)
+    assert await ids(store, "Patient", "_list=l1") == ["p2"]
+
+
+# -- sorting, paging, totals ----------------------------------------------------------------------
+
+
+async def test_sort_keys_missing_last_and_stable_paging(store: Store) -> None:
+    await put(
+        store,
+        obs("a", effectiveDateTime="2026-03-01", status="final"),
+        obs("b", effectiveDateTime="2026-01-01", status="final"),
+        obs("c", status="final"),
+        obs("d", effectiveDateTime="2026-03-01", status="amended"),
+    )
+    assert await ids(store, "Observation", "_sort=date") == ["b", "a", "d", "c"]
+    assert await ids(store, "Observation", "_sort=-date") == ["a", "d", "b", "c"]
+    assert await ids(store, "Observation", "_sort=-date,status") == ["d", "a", "b", "c"]
+    first = await find(store, "Observation", "_sort=date&_count=3")
+    second = await find(store, "Observation", "_sort=date&_count=3&_offset=3")
+    assert [m.id for m in first.matches] == ["b", "a", "d"] and first.next_offset == 3
+    assert [m.id for m in second.matches] == ["c"] and second.next_offset is None
+    assert first.total == 4
+
+
+async def test_total_modes(store: Store) -> None:
+    await put(store, *(patient(f"p{i}") for i in range(5)))
+    assert (await find(store, "Patient", "_count=2")).total == 5
+    assert (await find(store, "Patient", "_count=2&_total=none")).total is None
+    counted = await find(store, "Patient", "_summary=count")
+    assert counted.total == 5 and counted.matches == []
+
+
+async def test_deleted_and_replaced_resources(store: Store) -> None:
+    """A tombstone matches nothing; an update's old values no longer match."""
+    await put(store, patient("p1", "Smith"), patient("p2", "Smith"))
+    await store.write([_op(patient("p1", "Jones"), expected=1)])
+    await store.write(
+        [replace(_op(patient("p2")), expected_version=1, body=None, entries=(), compartments=())]
+    )
+    assert await ids(store, "Patient", "name=smith") == []
+    assert await ids(store, "Patient", "name=jones") == ["p1"]
+
+
+# -- includes -------------------------------------------------------------------------------------
+
+
+async def test_include_revinclude_and_iterate(store: Store) -> None:
+    org = {"resourceType": "Organization", "id": "org1", "name": "Trust"}
+    await put(
+        store,
+        org,
+        patient("p1", managingOrganization={"reference": "Organization/org1"}),
+        obs("o1", "p1"),
+        obs("o2", "p1"),
+    )
+    page = await find(store, "Observation", "_id=o1&_include=Observation:patient")
+    assert [m.id for m in page.matches] == ["o1"] and [i.id for i in page.included] == ["p1"]
+    page = await find(
+        store, "Observation", "_id=o1&_include=Observation:patient&_include:iterate=Patient:organization"
+    )
+    assert [i.id for i in page.included] == ["p1", "org1"]
+    page = await find(store, "Patient", "_id=p1&_revinclude=Observation:subject")
+    assert sorted(i.id for i in page.included) == ["o1", "o2"]
+    page = await find(store, "Observation", "_id=o2&_include=*")
+    assert [i.id for i in page.included] == ["p1"]
+
+
+# -- compartments and system level ----------------------------------------------------------------
+
+
+async def test_compartment_search(store: Store) -> None:
+    await put(store, patient("p1"), patient("p2"), obs("o1", "p1"), obs("o2", "p2"))
+    assert await ids(store, "Observation", "", compartment="Patient/p1") == ["o1"]
+    assert await ids(store, None, "", compartment="Patient/p1") == ["p1", "o1"]
+
+
+async def test_system_level_with_and_without_type(store: Store) -> None:
+    await put(store, patient("p1"), obs("o1"))
+    assert await ids(store, None, "") == ["p1", "o1"]
+    assert await ids(store, None, "_type=Observation") == ["o1"]
+    assert await ids(store, None, "_id=o1") == ["o1"]
+
+
+# -- access narrowing -----------------------------------------------------------------------------
+
+
+def _labelled(resource: dict[str, Any], label: str) -> dict[str, Any]:
+    return {**resource, "meta": {"security": [{"system": LABELS, "code": label}]}}
+
+
+async def _two_patients(store: Store) -> None:
+    await put(
+        store,
+        patient("p1"),
+        patient("p2"),
+        obs("o1", "p1"),
+        _labelled(obs("o2", "p1"), "R"),
+        obs("o3", "p2"),
+    )
+
+
+async def test_access_compartments_narrow_matches_and_totals(store: Store) -> None:
+    await _two_patients(store)
+    mine = AccessFilter(compartments=frozenset({"Patient/p1"}))
+    page = await find(store, "Observation", "_count=1", access=mine)
+    assert page.total == 2 and [m.id for m in page.matches] == ["o1"]
+    assert await ids(store, "Patient", "", access=mine) == ["p1"]
+
+
+async def test_access_labels(store: Store) -> None:
+    await _two_patients(store)
+    normal = AccessFilter(allowed_labels=frozenset({(LABELS, "N")}))
+    assert await ids(store, "Observation", "", access=normal) == ["o1", "o3"]
+    restricted = AccessFilter(allowed_labels=frozenset({(LABELS, "R")}), allow_unlabeled=False)
+    assert await ids(store, "Observation", "", access=restricted) == ["o2"]
+
+
+async def test_access_types_and_rules(store: Store) -> None:
+    await _two_patients(store)
+    only_obs = AccessFilter(types=frozenset({"Observation"}))
+    assert await ids(store, None, "", access=only_obs) == ["o1", "o2", "o3"]
+    rule = TypeRule("Observation", ((Clause("code", "token", (TokenValue(None, "8480-6"),)),),))
+    assert await ids(store, "Observation", "", access=AccessFilter(extra=(rule,))) == ["o1", "o2", "o3"]
+    never = TypeRule("Observation", ((Clause("code", "token", (TokenValue(None, "nope"),)),),))
+    assert await ids(store, "Observation", "", access=AccessFilter(extra=(never,))) == []
+    assert await ids(store, "Patient", "", access=AccessFilter(extra=(never,))) == ["p1", "p2"]
+
+
+async def test_access_applies_to_includes_chains_and_has(store: Store) -> None:
+    await _two_patients(store)
+    no_patients = AccessFilter(types=frozenset({"Observation"}))
+    page = await find(store, "Observation", "_id=o1&_include=Observation:patient", access=no_patients)
+    assert [m.id for m in page.matches] == ["o1"] and page.included == []
+    assert await ids(store, "Observation", "patient.name=smith", access=no_patients) == []
+    normal = AccessFilter(allowed_labels=frozenset({(LABELS, "N")}))
+    page = await find(store, "Patient", "_id=p1&_revinclude=Observation:subject", access=normal)
+    assert [i.id for i in page.included] == ["o1"]
+    assert await ids(store, "Patient", "_has:Observation:subject:_id=o2") == ["p1"]
+    assert await ids(store, "Patient", "_has:Observation:subject:_id=o2", access=normal) == []
+
+
+async def test_query_values_are_plain_data() -> None:
+    """A SearchQuery is a comparable value: parsing the same string twice gives equal queries."""
+    first = parse_search("Observation", [("code", "a|b"), ("date", "ge2026")]).query
+    second = parse_search("Observation", [("code", "a|b"), ("date", "ge2026")]).query
+    assert first == second and isinstance(first, SearchQuery)

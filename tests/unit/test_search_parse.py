@@ -1,0 +1,348 @@
+"""The search parser: query-string pairs -> typed, normalised SearchQuery values.
+
+https://hl7.org/fhir/R4/search.html — pure functions, so plain values are compared by equality.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fhir_server.errors import BadRequest
+from fhir_server.indexing.normalize import date_bounds
+from fhir_server.search import values as v
+from fhir_server.search.parse import MAX_COUNT, parse_search
+from fhir_server.search.query import (
+    ChainClause,
+    Clause,
+    CompositeValue,
+    DateValue,
+    HasClause,
+    Include,
+    MissingValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    SortKey,
+    StringValue,
+    TokenValue,
+    UriValue,
+)
+
+DAY = 86_400_000_000
+
+
+def criteria(resource_type: str | None, query: str) -> tuple[object, ...]:
+    params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
+    return parse_search(resource_type, params).query.criteria
+
+
+def only(resource_type: str, query: str) -> object:
+    (clause,) = criteria(resource_type, query)
+    return clause
+
+
+def us(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()) * 1_000_000
+
+
+# -- types -----------------------------------------------------------------------------------------
+
+
+def test_string_default_is_folded_prefix() -> None:
+    assert only("Patient", "name=Émile") == Clause("name", "string", (StringValue("emile"),))
+
+
+def test_string_modifiers() -> None:
+    assert only("Patient", "name:exact=Smith") == Clause(
+        "name", "string", (StringValue("smith", "exact", "Smith"),)
+    )
+    assert only("Patient", "name:contains=MIT") == Clause("name", "string", (StringValue("mit", "contains"),))
+
+
+def test_token_forms() -> None:
+    clause = only("Patient", "identifier=a|1,|2,b|,3")
+    assert isinstance(clause, Clause)
+    assert clause.values == (
+        TokenValue("a", "1"),
+        TokenValue("", "2"),
+        TokenValue("b", None),
+        TokenValue(None, "3"),
+    )
+
+
+def test_token_modifiers() -> None:
+    assert only("Patient", "gender:not=male") == Clause(
+        "gender", "token", (TokenValue(None, "male"),), negate=True
+    )
+    assert only("Observation", "code:text=Blood Pressure") == Clause(
+        "code", "token", (TokenValue(None, "blood pressure", "text"),)
+    )
+    assert only("Patient", "identifier:of-type=s|MR|42") == Clause(
+        "identifier:of-type", "token", (TokenValue("s", "MR|42"),)
+    )
+
+
+def test_number_carries_its_precision_range() -> None:
+    assert only("RiskAssessment", "probability=gt0.5") == Clause(
+        "probability", "number", (NumberValue("gt", 0.5, 0.45, 0.55),)
+    )
+
+
+def test_ap_widens_by_ten_percent() -> None:
+    clause = only("RiskAssessment", "probability=ap100")
+    assert isinstance(clause, Clause)
+    assert clause.values == (NumberValue("ap", 100.0, 90.0, 110.0),)
+
+
+def test_quantity_with_system_and_code() -> None:
+    assert only("Observation", "value-quantity=le5.4|http://unitsofmeasure.org|mg") == Clause(
+        "value-quantity",
+        "quantity",
+        (QuantityValue("le", 5.4, 5.35, 5.45, "http://unitsofmeasure.org", "mg"),),
+    )
+    clause = only("Observation", "value-quantity=5||mg")
+    assert isinstance(clause, Clause) and clause.values[0] == QuantityValue("eq", 5, 4.5, 5.5, None, "mg")
+
+
+def test_partial_dates_become_ranges() -> None:
+    """2026 covers the year; 2026-11 the month; a minute the minute."""
+    year, month, minute = (only("Observation", f"date={d}") for d in ("2026", "2026-11", "2026-11-24T10:00Z"))
+    assert year == Clause("date", "date", (DateValue("eq", us("2026-01-01"), us("2027-01-01")),))
+    assert month == Clause("date", "date", (DateValue("eq", us("2026-11-01"), us("2026-12-01")),))
+    start = us("2026-11-24T10:00:00")
+    assert minute == Clause("date", "date", (DateValue("eq", start, start + 60_000_000),))
+
+
+@pytest.mark.parametrize("prefix", ["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb"])
+def test_date_prefixes(prefix: str) -> None:
+    clause = only("Observation", f"date={prefix}2026-11-24")
+    assert clause == Clause("date", "date", (DateValue(prefix, us("2026-11-24"), us("2026-11-25")),))  # type: ignore[arg-type]
+
+
+def test_date_ap_widens_by_a_tenth_of_the_distance_to_now() -> None:
+    value = v.parse_date("ap2016-01-01", now_us=us("2026-01-01"))
+    gap = (us("2026-01-01") - us("2016-01-01")) // 10
+    assert value == DateValue("ap", us("2016-01-01") - gap, us("2016-01-02") + gap)
+
+
+def test_reference_forms() -> None:
+    def ref(query: str) -> object:
+        clause = only("Observation", query)
+        assert isinstance(clause, Clause)
+        return clause.values[0]
+
+    assert ref("subject=Patient/1") == ReferenceValue("Patient", "1")
+    assert ref("subject=1") == ReferenceValue(None, "1")
+    assert ref("patient=1") == ReferenceValue(None, "1") or ref("patient=1") == ReferenceValue("Patient", "1")
+    assert ref("subject:Patient=1") == ReferenceValue("Patient", "1")
+    assert ref("subject=http://x.org/fhir/Patient/1") == ReferenceValue(url="http://x.org/fhir/Patient/1")
+    assert ref("subject:identifier=nhs|9") == ReferenceValue(identifier_system="nhs", identifier_value="9")
+
+
+def test_own_absolute_urls_are_local_references() -> None:
+    params = [("subject", "http://me/fhir/Patient/1")]
+    (clause,) = parse_search("Observation", params, base_url="http://me/fhir").query.criteria
+    assert isinstance(clause, Clause) and clause.values == (ReferenceValue("Patient", "1"),)
+
+
+def test_uri_modifiers() -> None:
+    assert only("ValueSet", "url:below=http://a/") == Clause("url", "uri", (UriValue("http://a/", "below"),))
+    assert only("ValueSet", "url:above=http://a/b") == Clause(
+        "url", "uri", (UriValue("http://a/b", "above"),)
+    )
+
+
+def test_composite_parts_are_typed() -> None:
+    clause = only("Observation", "code-value-quantity=http://loinc.org|8480-6$gt100")
+    assert isinstance(clause, Clause)
+    assert clause.components == ("token", "quantity")
+    assert clause.values == (
+        CompositeValue((TokenValue("http://loinc.org", "8480-6"), QuantityValue("gt", 100, 99.5, 100.5))),
+    )
+
+
+def test_missing_on_any_type() -> None:
+    assert only("Observation", "date:missing=true") == Clause("date", "date", (MissingValue(True),))
+    assert only("Patient", "name:missing=false") == Clause("name", "string", (MissingValue(False),))
+
+
+def test_comma_is_or_and_repeats_are_and() -> None:
+    found = criteria("Observation", "code=a,b&code=c")
+    assert found == (
+        Clause("code", "token", (TokenValue(None, "a"), TokenValue(None, "b"))),
+        Clause("code", "token", (TokenValue(None, "c"),)),
+    )
+
+
+def test_escaped_separators_stay_in_values() -> None:
+    clause = only("Patient", r"identifier=sys\|x|a\,b\$c\\d")
+    assert isinstance(clause, Clause)
+    assert clause.values == (TokenValue("sys|x", "a,b$c\\d"),)
+
+
+# -- special parameters ----------------------------------------------------------------------------
+
+
+def test_special_parameters() -> None:
+    assert only("Patient", "_id=a,b") == Clause("_id", "id", (TokenValue(None, "a"), TokenValue(None, "b")))
+    assert only("Patient", "_lastUpdated=gt2026") == Clause(
+        "_lastUpdated", "lastUpdated", (DateValue("gt", us("2026-01-01"), us("2027-01-01")),)
+    )
+    assert only("Patient", "_tag=s|c") == Clause("_tag", "token", (TokenValue("s", "c"),))
+    assert only("Patient", "_text=Chest Pain") == Clause(
+        "_text", "text", (StringValue("chest pain", "contains"),)
+    )
+    assert only("Patient", "_list=42") == HasClause(
+        "List", "item", Clause("_id", "id", (TokenValue(None, "42"),))
+    )
+
+
+def test_system_level_allows_only_common_parameters() -> None:
+    assert criteria(None, "_id=1") == (Clause("_id", "id", (TokenValue(None, "1"),)),)
+    with pytest.raises(BadRequest, match="across all types"):
+        parse_search(None, [("code", "x")])
+    parsed = parse_search(None, [("_type", "Observation,Condition"), ("code", "x")])
+    assert parsed.query.resource_types == ("Observation", "Condition")
+
+
+# -- chains ------------------------------------------------------------------------------------------
+
+
+def test_chain_several_levels() -> None:
+    found = only("Observation", "subject:Patient.organization.name=leeds")
+    assert found == ChainClause(
+        "subject",
+        ("Patient",),
+        ChainClause("organization", ("Organization",), Clause("name", "string", (StringValue("leeds"),))),
+    )
+
+
+def test_chain_without_type_uses_targets_that_know_the_parameter() -> None:
+    found = only("Observation", "subject.birthdate=2000")
+    assert isinstance(found, ChainClause) and found.target_types == ("Patient",)
+
+
+def test_has() -> None:
+    assert only("Patient", "_has:Observation:patient:code=1234") == HasClause(
+        "Observation", "patient", Clause("code", "token", (TokenValue(None, "1234"),))
+    )
+    nested = only("Patient", "_has:Observation:patient:_has:Provenance:target:agent=Practitioner/1")
+    assert isinstance(nested, HasClause) and isinstance(nested.inner, HasClause)
+
+
+# -- result parameters ---------------------------------------------------------------------------
+
+
+def test_result_parameters() -> None:
+    parsed = parse_search(
+        "Observation",
+        [
+            ("_sort", "-date,code"),
+            ("_count", "5000"),
+            ("_total", "none"),
+            ("_include", "Observation:subject:Patient"),
+            ("_include:iterate", "Patient:organization"),
+            ("_revinclude", "Provenance:target"),
+            ("_elements", "status,code"),
+            ("_summary", "data"),
+            ("_format", "json"),
+        ],
+    )
+    query = parsed.query
+    assert query.sort == (SortKey("date", "date", True), SortKey("code", "token", False))
+    assert query.count == MAX_COUNT and query.total == "none"
+    assert query.includes == (
+        Include("Observation", "subject", "Patient"),
+        Include("Patient", "organization", None, True),
+    )
+    assert query.revincludes == (Include("Provenance", "target"),)
+    assert parsed.elements == ("status", "code") and parsed.summary == "data"
+    assert ("_format", "json") not in parsed.used
+
+
+def test_summary_count_asks_for_no_entries_and_a_total() -> None:
+    query = parse_search("Patient", [("_summary", "count")]).query
+    assert query.count == 0 and query.total == "accurate"
+
+
+# -- errors (strict) and lenient handling ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("foo=1", "Unknown search parameter 'foo' for Patient. Known: "),
+        ("name:nonsense=x", "Modifier ':nonsense'"),
+        ("gender:in=http://vs", "':in' on token search parameter 'gender' is not supported"),
+        ("birthdate=2026-13", "birthdate"),
+        ("birthdate=xx2026", "birthdate"),
+        ("_count=-1", "_count"),
+        ("_total=maybe", "_total"),
+        ("_sort=nope", "nope"),
+        ("_include=Patient:name", "not a reference"),
+        ("name:missing=perhaps", "true or false"),
+        ("general-practitioner.nope=1", "no target type"),
+        ("_has:Observation:code:status=final", "not a reference"),
+        ("identifier=a|b|c", "not a token"),
+    ],
+)
+def test_strict_errors_name_the_problem(query: str, message: str) -> None:
+    name, _, value = query.partition("=")
+    with pytest.raises(BadRequest) as raised:
+        parse_search("Patient", [(name, value)])
+    assert message in raised.value.message
+
+
+def test_lenient_ignores_and_reports() -> None:
+    parsed = parse_search("Patient", [("foo", "1"), ("name", "smith"), ("gender", "")], strict=False)
+    assert parsed.query.criteria == (Clause("name", "string", (StringValue("smith"),)),)
+    assert [i.name for i in parsed.ignored] == ["foo", "gender"]
+    assert parsed.used == (("name", "smith"),)
+
+
+# -- properties ---------------------------------------------------------------------------------------
+
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@given(st.lists(_TEXT, min_size=1, max_size=5))
+def test_escaped_values_survive_splitting(parts: list[str]) -> None:
+    """Escaping each value and joining with `,` splits back into exactly those values."""
+    joined = ",".join(v.escape(p) for p in parts)
+    assert [v.unescape(p) for p in v.split_unescaped(joined, ",")] == parts
+
+
+@given(_TEXT, _TEXT)
+def test_escaped_token_parts_survive(system: str, code: str) -> None:
+    assert v.parse_token(f"{v.escape(system)}|{v.escape(code)}", None) == TokenValue(system, code)
+
+
+_PRECISIONS = {
+    "year": ("%Y", None),
+    "month": ("%Y-%m", None),
+    "day": ("%Y-%m-%d", DAY),
+    "minute": ("%Y-%m-%dT%H:%MZ", 60_000_000),
+    "second": ("%Y-%m-%dT%H:%M:%SZ", 1_000_000),
+}
+
+
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 12, 31)),
+    st.sampled_from(sorted(_PRECISIONS)),
+    st.sampled_from(["", "ge", "lt", "sa"]),
+)
+def test_partial_dates_contain_the_moment(moment: datetime, precision: str, prefix: str) -> None:
+    """A date of any precision is the range that contains the moment it was cut from."""
+    fmt, width = _PRECISIONS[precision]
+    text = moment.strftime(fmt)
+    value = v.parse_date(prefix + text)
+    instant = int((moment.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+    assert value.prefix == (prefix or "eq")
+    assert value.low <= instant < value.high
+    assert (value.low, value.high) == date_bounds(text)
+    if width is not None:
+        assert value.high - value.low == width
