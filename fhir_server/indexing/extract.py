@@ -488,13 +488,17 @@ def patient_compartments(
 ) -> tuple[str, ...]:
     """The Patient compartments `resource` is in, e.g. ("Patient/123",). Pass `entries` if known.
 
-    A Patient is in its own compartment (and, through `link`, in those of linked patients).
+    A Patient is in its own compartment (listed first) and, through `link`, in those of linked
+    patients; the others are sorted.
     """
     resource_type = str(resource.get("resourceType"))
     params = set(compartment_params(resource_type))
+    own = (
+        [f"Patient/{resource['id']}"]
+        if resource_type == "Patient" and isinstance(resource.get("id"), str)
+        else []
+    )
     found: list[str] = []
-    if resource_type == "Patient" and isinstance(resource.get("id"), str):
-        found.append(f"Patient/{resource['id']}")
     if params:
         for entry in entries if entries is not None else extract_entries(resource):
             if (
@@ -504,4 +508,4 @@ def patient_compartments(
                 and entry.target_id
             ):
                 found.append(f"Patient/{entry.target_id}")
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys(own + sorted(found)))  # own first, then a stable order
