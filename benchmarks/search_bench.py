@@ -1,0 +1,341 @@
+"""The portal's searches at several store sizes, through HTTP, and ingest rates (issue 4).
+
+    python benchmarks/search_bench.py [--quick] [--sizes 10000,1000000] [--samples N] [--rebuild]
+
+For each size: a generated trust of about that many resources is imported with `fhir-server import`
+(every search parameter indexed; the rate is reported) into a store cached under
+benchmarks/results/ (git-ignored; `--rebuild` to redo it), then served on 127.0.0.1 and queried
+with each portal query for many random patients, one keep-alive connection, queries interleaved.
+Prints p50/p95 per query and size, the largest/smallest p95 ratio, and the rate of ingest through
+50-entry transaction Bundles over HTTP. Every figure printed comes from this run, except an import
+rate read from a cached store, which is marked as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import harness
+import orjson
+from bundles import transaction_bundles, trust_resources
+from harness import RESULTS, ROOT, free_port, import_ndjson, median, our_server, percentile
+
+from seed_data.__main__ import write_ndjson
+from seed_data.generator import generate_trust, nhs_number_of
+
+TODAY = date(2026, 11, 24)
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+RESOURCES_PER_PATIENT = 82.6
+SHARED = 42  # organisations, clinicians, locations of a trust under 800 patients
+TARGETS = {"p95_200k_ms": 5.0, "p95_1m_ms": 10.0, "growth": 1.3, "ingest_per_s": 3000.0}
+MEDPLUM = "Medplum 5.0.10: p95 3-6.5 ms at 200k, growth <= 1.1x, ingest ~690 resources/s (50-entry Bundles)"
+
+
+@dataclass
+class Facts:
+    """What the queries need to know about the patients of a store."""
+
+    patients: list[str] = field(default_factory=list)
+    nhs: dict[str, str] = field(default_factory=dict)
+    tracked: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # patient -> [(system, code)]
+
+
+@dataclass
+class Store:
+    size: int
+    patients: int
+    resources: int
+    data_dir: Path
+    import_seconds: float
+    cached: bool
+
+
+Query = Callable[[str, Facts], str]  # (patient id, facts) -> path
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+QUERIES: dict[str, Query] = {
+    "letters newest first": lambda x, f: f"/fhir/DocumentReference?patient={x}&_sort=-date&_count=20",
+    "upcoming appointments": lambda x, f: f"/fhir/Appointment?patient={x}&date=ge{TODAY}&_sort=date",
+    "symptom series": lambda x, f: (
+        f"/fhir/Observation?patient={x}&code={_q('|'.join(f.tracked[x][0]))}"
+        f"&date=ge{TODAY - timedelta(days=365)}&_sort=date"
+    ),
+    "patient by NHS number": lambda x, f: f"/fhir/Patient?identifier={_q(NHS + '|' + f.nhs[x])}",
+    "Patient?name=smi": lambda x, f: "/fhir/Patient?name=smi",
+    "_revinclude appointments": lambda x, f: f"/fhir/Patient?_id={x}&_revinclude=Appointment:patient",
+    "chained subject NHS number": lambda x, f: (
+        f"/fhir/Observation?subject:Patient.identifier={_q(NHS + '|' + f.nhs[x])}&_count=20"
+    ),
+}
+
+
+def main() -> None:
+    args = _args()
+    print(harness.runtime())
+    sizes = [int(s) for s in args.sizes.split(",")]
+    latencies: dict[int, dict[str, list[float]]] = {}
+    stores: list[Store] = []
+    for size in sizes:
+        store = ensure_store(size, args.seed, args.rebuild)
+        stores.append(store)
+        latencies[size] = run_queries(store, args.seed, args.samples, args.workers)
+    ingest = http_ingest(args.ingest_bundles, args.seed)
+    report(stores, latencies, ingest)
+    _save(stores, latencies, ingest)
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: sizes 2000,10000, few samples")
+    parser.add_argument("--sizes", default="10000,1000000", help="store sizes in resources, comma-separated")
+    parser.add_argument("--samples", type=int, default=200, help="requests per query and size")
+    parser.add_argument("--ingest-bundles", type=int, default=200, help="50-entry Bundles POSTed for ingest")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
+    parser.add_argument("--rebuild", action="store_true", help="regenerate and re-import cached stores")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.samples, args.ingest_bundles = "2000,10000", 30, 20
+    return args
+
+
+# --- stores -------------------------------------------------------------------------------------
+
+
+def patients_for(size: int) -> int:
+    return max(1, round((size - SHARED) / RESOURCES_PER_PATIENT))
+
+
+def ensure_store(size: int, seed: int, rebuild: bool) -> Store:
+    """A store of about `size` resources under results/, imported now or reused from an earlier run."""
+    patients = patients_for(size)
+    name = f"trust-{patients}p-seed{seed}-{TODAY}"
+    data_dir, meta_path = RESULTS / f"{name}.store", RESULTS / f"{name}.store.json"
+    if meta_path.exists() and not rebuild:
+        meta = json.loads(meta_path.read_text())
+        _warn_if_stale(meta, data_dir)
+        return Store(size, patients, meta["resources"], data_dir, meta["import_seconds"], True)
+    ndjson = RESULTS / f"{name}.ndjson"
+    if not ndjson.exists() or rebuild:
+        print(f"generating {patients} patients -> {ndjson.name}")
+        write_ndjson(ndjson, patients=patients, seed=seed, today=TODAY)
+    resources = sum(1 for _ in ndjson.open("rb"))
+    shutil.rmtree(data_dir, ignore_errors=True)
+    meta_path.unlink(missing_ok=True)
+    print(f"importing {resources:,} resources into {data_dir.name}")
+    seconds = import_ndjson(ndjson, data_dir)
+    meta = {"resources": resources, "import_seconds": seconds, "commit": _commit()}
+    meta_path.write_text(json.dumps(meta))
+    return Store(size, patients, resources, data_dir, seconds, False)
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _warn_if_stale(meta: dict[str, object], data_dir: Path) -> None:
+    if meta.get("commit") != _commit():
+        print(
+            f"note: {data_dir.name} was imported at commit {meta.get('commit')}, HEAD is {_commit()}; "
+            "use --rebuild if indexing changed since"
+        )
+
+
+def collect_facts(patients: int, seed: int) -> Facts:
+    """Patient ids, NHS numbers and tracked codes, by generating the same trust again (no I/O)."""
+    facts = Facts()
+    for resource in generate_trust(patients=patients, seed=seed, today=TODAY):
+        kind = resource["resourceType"]
+        if kind == "Patient":
+            facts.patients.append(resource["id"])
+            facts.nhs[resource["id"]] = nhs_number_of(resource) or ""
+        elif kind == "Observation" and resource["category"][0]["coding"][0]["code"] == "survey":
+            coding = resource["code"]["coding"][0]
+            codes = facts.tracked.setdefault(resource["subject"]["reference"].split("/")[1], [])
+            if (coding["system"], coding["code"]) not in codes:
+                codes.append((coding["system"], coding["code"]))
+    return facts
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+def run_queries(store: Store, seed: int, samples: int, workers: int) -> dict[str, list[float]]:
+    facts = collect_facts(store.patients, seed)
+    rng = random.Random(seed * 1000 + store.size)
+    chosen = [rng.choice(facts.patients) for _ in range(samples)]
+    port = free_port()
+    times: dict[str, list[float]] = defaultdict(list)
+    hits: dict[str, list[int]] = defaultdict(list)
+    with our_server(store.data_dir, port, workers, RESULTS / "search_bench_server.log"):
+        conn = harness.Connection(port)
+        try:
+            for patient in chosen[: min(20, samples)]:  # warm-up, not recorded
+                for query in QUERIES.values():
+                    _search(conn, query(patient, facts))
+            for patient in chosen:
+                for name, query in QUERIES.items():
+                    count, ms = _search(conn, query(patient, facts))
+                    times[name].append(ms)
+                    hits[name].append(count)
+        finally:
+            conn.close()
+    _print_size(store, times, hits)
+    return dict(times)
+
+
+def _search(conn: harness.Connection, path: str) -> tuple[int, float]:
+    """Entries in the searchset and milliseconds; stops the run on an error answer."""
+    status, body, ms = conn.timed("GET", path)
+    if status != 200:
+        raise SystemExit(f"GET {path} answered {status}: {body[:600]!r}")
+    return len(orjson.loads(body).get("entry") or []), ms
+
+
+def _print_size(store: Store, times: dict[str, list[float]], hits: dict[str, list[int]]) -> None:
+    rate = store.resources / store.import_seconds
+    cached = " (from the cached import)" if store.cached else ""
+    size = f"{store.resources:,} resources ({store.patients:,} patients)"
+    print(f"\n{size}: import {store.import_seconds:.1f} s = {rate:,.0f} resources/s{cached}")
+    print(f"  {'query':<30}{'p50 ms':>8}{'p95 ms':>8}  entries (median)")
+    for name, values in times.items():
+        print(f"  {name:<30}{median(values):>8.2f}{percentile(values, 95):>8.2f}  {median(hits[name]):.0f}")
+
+
+# --- ingest through HTTP ------------------------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    bundles: int
+    resources: int
+    seconds: float
+    bundle_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.resources / self.seconds
+
+
+def http_ingest(count: int, seed: int) -> Ingest:
+    """POST `count` 50-entry transaction Bundles one after another into a store holding the trust's
+    shared resources; the time is that of the requests alone."""
+    warm = 3
+    patients = count + warm + 10
+    bundles = transaction_bundles(size=50, count=count + warm, patients=patients, seed=seed + 7, today=TODAY)
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        shared = Path(tmp) / "shared.ndjson"
+        shared.write_bytes(
+            b"".join(orjson.dumps(r) + b"\n" for r in trust_resources(patients, seed + 7, TODAY))
+        )
+        import_ndjson(shared, Path(tmp) / "data")
+        port = free_port()
+        with our_server(Path(tmp) / "data", port, 1, RESULTS / "ingest_bench_server.log"):
+            return _post_all(port, bundles, warm)
+
+
+def _post_all(port: int, bundles: list[dict[str, object]], warm: int) -> Ingest:
+    conn = harness.Connection(port)
+    times: list[float] = []
+    try:
+        for n, bundle in enumerate(bundles):
+            status, body, ms = conn.timed("POST", "/fhir", orjson.dumps(bundle))
+            if status != 200:
+                raise SystemExit(f"transaction answered {status}: {body[:600]!r}")
+            if n >= warm:
+                times.append(ms)
+    finally:
+        conn.close()
+    return Ingest(len(times), 50 * len(times), sum(times) / 1000, times)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def report(stores: list[Store], latencies: dict[int, dict[str, list[float]]], ingest: Ingest) -> None:
+    small, large = stores[0], stores[-1]
+    print(
+        f"\np95 ms by size (resources){'':<6}"
+        + "".join(f"{s.resources:>12,}" for s in stores)
+        + f"{'growth':>9}"
+    )
+    worst_growth = 0.0
+    for name in QUERIES:
+        p95s = [percentile(latencies[s.size][name], 95) for s in stores]
+        growth = p95s[-1] / p95s[0]
+        worst_growth = max(worst_growth, growth)
+        print(f"  {name:<30}" + "".join(f"{v:>12.2f}" for v in p95s) + f"{growth:>8.2f}x")
+    print(
+        f"growth = p95 at {large.resources:,} / p95 at {small.resources:,}; worst {worst_growth:.2f}x "
+        f"(target <= {TARGETS['growth']}x from 10k to 1M)"
+    )
+    for store in stores:
+        _size_verdict(store, latencies[store.size])
+    print(
+        "\ningest via `fhir-server import` (every parameter indexed): "
+        + ", ".join(f"{s.resources / s.import_seconds:,.0f}/s at {s.resources:,}" for s in stores)
+    )
+    per_bundle = f"median {median(ingest.bundle_ms):.1f} ms, p95 {percentile(ingest.bundle_ms, 95):.1f} ms"
+    verdict = "MET" if ingest.rate >= TARGETS["ingest_per_s"] else "NOT MET"
+    print(
+        f"ingest via HTTP, {ingest.bundles} transaction Bundles of 50 POSTed in sequence: {ingest.rate:,.0f} "
+        f"resources/s ({per_bundle} per Bundle); target >= {TARGETS['ingest_per_s']:,.0f}/s: {verdict}"
+    )
+    print(f"reference: {MEDPLUM}")
+
+
+def _size_verdict(store: Store, times: dict[str, list[float]]) -> None:
+    worst = max(percentile(v, 95) for v in times.values())
+    if 150_000 <= store.resources <= 250_000:
+        target = TARGETS["p95_200k_ms"]
+    elif store.resources >= 800_000:
+        target = TARGETS["p95_1m_ms"]
+    else:
+        print(f"worst p95 at {store.resources:,}: {worst:.2f} ms (no target at this size)")
+        return
+    print(
+        f"worst p95 at {store.resources:,}: {worst:.2f} ms; target <= {target} ms: "
+        f"{'MET' if worst <= target else 'NOT MET'}"
+    )
+
+
+def _save(stores: list[Store], latencies: dict[int, dict[str, list[float]]], ingest: Ingest) -> None:
+    out = RESULTS / f"search_bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    summary = {
+        "commit": _commit(),
+        "sizes": {
+            str(s.resources): {
+                "import_per_s": s.resources / s.import_seconds,
+                "queries": {
+                    n: {"p50": median(v), "p95": percentile(v, 95)} for n, v in latencies[s.size].items()
+                },
+            }
+            for s in stores
+        },
+        "http_ingest_per_s": ingest.rate,
+    }
+    out.write_text(json.dumps(summary, indent=2))
+    print(f"(saved {out.relative_to(ROOT)})")
+
+
+if __name__ == "__main__":
+    main()
