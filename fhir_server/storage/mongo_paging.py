@@ -45,10 +45,23 @@ def after_filter(order: Order, key: Sequence[Any]) -> dict[str, Any]:
     """Documents strictly after `key` in `order`: (a > ka) or (a = ka and b > kb) or ...
 
     MongoDB uses the index on the order's fields for each branch, so a deep page costs what the
-    first page costs.
+    first page costs. A missing field sorts as null, below every value; comparison operators never
+    match null, so "after" names it explicitly.
     """
     branches: list[dict[str, Any]] = []
     for i, (field, direction) in enumerate(order):
-        equal = {order[j][0]: key[j] for j in range(i)}
-        branches.append({**equal, field: {"$gt" if direction > 0 else "$lt": key[i]}})
+        beyond = _beyond(field, direction, key[i])
+        if beyond is not None:
+            branches.append({**{order[j][0]: key[j] for j in range(i)}, **beyond})
+    if not branches:
+        return {"_id": {"$in": []}}
     return branches[0] if len(branches) == 1 else {"$or": branches}
+
+
+def _beyond(field: str, direction: int, value: Any) -> dict[str, Any] | None:
+    """Values of `field` that sort strictly after `value` (None when nothing can)."""
+    if direction > 0:
+        return {field: {"$ne": None}} if value is None else {field: {"$gt": value}}
+    if value is None:
+        return None  # descending, nulls come last: nothing sorts after one
+    return {"$or": [{field: {"$lt": value}}, {field: None}]}
