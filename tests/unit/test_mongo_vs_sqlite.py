@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -203,9 +204,10 @@ async def _walk(store: Store, query: SearchQuery) -> list[str]:
     return seen
 
 
-def _with(query: SearchQuery, **changes: Any) -> SearchQuery:
-    from dataclasses import replace
+Q = TypeVar("Q", SearchQuery, HistoryQuery)
 
+
+def _with(query: Q, **changes: Any) -> Q:
     return replace(query, **changes)
 
 
