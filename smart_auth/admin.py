@@ -48,9 +48,12 @@ _FHIR_USER_TYPES = {
 
 
 class AuthAdmin:
-    def __init__(self, store: AuthStore, revocations: RevocationList) -> None:
+    def __init__(
+        self, store: AuthStore, revocations: RevocationList, password_profile: str = "RFC_9106_LOW_MEMORY"
+    ) -> None:
         self.store = store
         self.revocations = revocations
+        self.password_profile = password_profile
 
     @classmethod
     def open(cls, db_path: Path) -> AuthAdmin:
@@ -81,7 +84,7 @@ class AuthAdmin:
         user = _new_user(username, kind, fhir_user, patient_id, organization, patients, display, user_id)
         if len(password) < 8:
             raise BadRequest("a password needs at least 8 characters")
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await asyncio.to_thread(hash_password, password, self.password_profile)
         if self.store.user_login(username) is not None or self.store.user(user.id) is not None:
             raise Conflict(f"username {username!r} or id {user.id!r} is taken")
         self.store.insert_user(user, password_hash, int(time.time()))
@@ -108,7 +111,7 @@ class AuthAdmin:
     async def reset_password(self, user_id: str, password: str) -> None:
         if len(password) < 8:
             raise BadRequest("a password needs at least 8 characters")
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await asyncio.to_thread(hash_password, password, self.password_profile)
         self._update_user(user_id, password_hash=password_hash, failed_logins=0, locked_until=0)
         self.revoke_user_tokens(user_id)  # whoever knew the old password may hold tokens
 

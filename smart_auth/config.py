@@ -26,6 +26,7 @@ class AuthConfig:
     jwks_cache_seconds: int = 300  # how long a client's JWKS fetched by URL is trusted
     smart_style_url: str | None = None  # returned as `smart_style_url` when set
     revocation_sync_seconds: float = 1.0  # how stale another worker's revocations may be in memory
+    password_profile: str = "RFC_9106_LOW_MEMORY"  # argon2-cffi profile for new password hashes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuer", self.issuer.rstrip("/"))

@@ -33,8 +33,9 @@ class KeyRing:
     def rotate(self) -> str:
         """Make a new active key. Older keys keep verifying until retired. Returns the new kid."""
         key = RSAKey.generate_key(2048, parameters={"alg": SIGNING_ALG, "use": "sig"}, private=True)
-        kid = key.thumbprint()
-        key = RSAKey.import_key({**key.as_dict(private=True), "kid": kid})
+        key.ensure_kid()  # RFC 7638 thumbprint
+        kid = str(key.kid)
+        self._keys[kid] = key  # importing a private RSA key is slow (it is validated): keep this one
         self._store.add_key(kid, orjson.dumps(key.as_dict(private=True)).decode(), int(time.time()))
         self._reload()
         return kid
@@ -46,7 +47,9 @@ class KeyRing:
 
     def _reload(self) -> None:
         rows = self._store.keys()
-        self._keys = {kid: RSAKey.import_key(orjson.loads(jwk)) for kid, jwk, _, _ in rows}
+        self._keys = {
+            kid: self._keys.get(kid) or RSAKey.import_key(orjson.loads(jwk)) for kid, jwk, _, _ in rows
+        }
         active = [kid for kid, _, _, is_active in rows if is_active]
         self._active = self._keys[active[-1]] if active else None
 

@@ -52,7 +52,7 @@ class AuthService:
             self.revocations,
             JwksSource(config.jwks_cache_seconds),
         )
-        self.admin = AuthAdmin(self.store, self.revocations)
+        self.admin = AuthAdmin(self.store, self.revocations, config.password_profile)
         self._routes = AuthRoutes(
             config,
             self.store,

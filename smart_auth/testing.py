@@ -10,9 +10,11 @@ import base64
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -140,7 +142,6 @@ def build_app(service: AuthService, fhir_prefix: str = "/fhir", auth_prefix: str
     Serves the router, SMART discovery, a CapabilityStatement with the oauth-uris extension, and a
     `GET {fhir}/Patient/{id}` that needs a bearer token (so clients can prove their token works).
     """
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -184,3 +185,50 @@ def build_app(service: AuthService, fhir_prefix: str = "/fhir", auth_prefix: str
         return JSONResponse({"resourceType": "Patient", "id": patient_id}, media_type="application/fhir+json")
 
     return app
+
+
+ISSUER = "http://127.0.0.1/auth"
+FHIR_BASE = "http://127.0.0.1/fhir"
+
+
+@asynccontextmanager
+async def running(
+    db_path: Path, *, issuer: str = ISSUER, fhir_base_url: str = FHIR_BASE, **config: Any
+) -> AsyncIterator[tuple[AuthService, httpx.AsyncClient]]:
+    """An AuthService in `build_app`, started, with an HTTP client on it (ASGI, no sockets)."""
+    from smart_auth.config import AuthConfig
+    from smart_auth.service import AuthService
+
+    config.setdefault("password_profile", "CHEAPEST")  # hashing cost is not what tests are about
+    service = AuthService(AuthConfig(issuer=issuer, fhir_base_url=fhir_base_url, db_path=db_path, **config))
+    app = build_app(service)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        base = issuer.rsplit("/", 1)[0]
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            yield service, client
+
+
+def authorize_url(
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    challenge: str | None,
+    *,
+    state: str = "state-1",
+    aud: str = FHIR_BASE,
+    path: str = "/auth/authorize",
+    **extra: str,
+) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "aud": aud,
+        **extra,
+    }
+    if challenge is not None:
+        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    return f"{path}?{urlencode(params)}"
