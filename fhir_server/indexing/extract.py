@@ -18,6 +18,9 @@ Encodings other engineers rely on:
   url (target_type parsed from an absolute URL's path, target_id None); "#contained" -> url;
   canonicals -> url without "|version"; Reference.identifier -> identifier_system/_value;
   inline resources (Bundle composition/message) -> their type and id.
+- Quantities in UCUM units that have a canonical form (mg -> g, mg/dL -> g/L, min -> s, 10*9/L ->
+  /L) also yield a second QuantityEntry in canonical units (unit None), so a query canonicalised with
+  normalize.ucum_canonical matches across units; the first entry keeps the code as written.
 - `_text` / `_content`: one StringEntry whose value is the folded words (narrative / all string
   values) separated by single spaces; match them with word-prefix or contains semantics.
 """
@@ -51,6 +54,7 @@ from fhir_server.indexing.normalize import (
     quantity_parts,
     range_parts,
     timing_bounds,
+    ucum_canonical,
 )
 from fhir_server.indexing.registry import Registry, SearchParamDef, get_registry
 
@@ -228,7 +232,11 @@ def quantity_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
         parts = range_parts(value)
     else:
         return []  # SampledData has no single value to compare
-    return [QuantityEntry(code, *parts)] if parts else []
+    if parts is None:
+        return []
+    canonical = ucum_canonical(parts)
+    entries: list[IndexEntry] = [QuantityEntry(code, *parts)]
+    return entries if canonical is None else [*entries, QuantityEntry(code, *canonical)]
 
 
 def uri_entries(code: str, value: Any, t: str) -> list[IndexEntry]:

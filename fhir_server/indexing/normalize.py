@@ -26,6 +26,8 @@ __all__ = [
     "quantity_parts",
     "range_parts",
     "timing_bounds",
+    "ucum_canonical",
+    "ucum_factor",
 ]
 
 QuantityParts = tuple[float, float, float, str | None, str | None, str | None]
@@ -243,3 +245,107 @@ def range_parts(r: Mapping[str, Any]) -> QuantityParts | None:
     lo = low[0] if low else float("-inf")
     hi = high[0] if high else float("inf")
     return (lo if low else hi, lo, hi, unit_source[3], unit_source[4], unit_source[5])
+
+
+# ---------------------------------------------------------------------------------------------
+# UCUM canonical form (where feasible)
+
+UCUM = "http://unitsofmeasure.org"
+_PREFIXES = {
+    "Y": 1e24, "Z": 1e21, "E": 1e18, "P": 1e15, "T": 1e12, "G": 1e9, "M": 1e6, "k": 1e3, "h": 1e2,
+    "da": 1e1, "d": 1e-1, "c": 1e-2, "m": 1e-3, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15, "a": 1e-18,
+}  # fmt: skip
+# Metric atoms take prefixes and are their own base; L stays L (not m3), as clinical units use it.
+_METRIC = {"g": "g", "L": "L", "l": "L", "m": "m", "s": "s", "mol": "mol", "eq": "eq", "Pa": "Pa",
+           "U": "U", "[IU]": "[IU]", "[iU]": "[IU]", "kat": "kat", "Hz": "Hz"}  # fmt: skip
+# mm[Hg] is left alone: it is the unit every blood pressure is written and searched in.
+# Non-metric atoms: (factor, base). Cel is affine, not a factor, so it is left out.
+_NON_METRIC = {
+    "min": (60.0, "s"), "h": (3600.0, "s"), "d": (86400.0, "s"), "wk": (604800.0, "s"),
+    "mo": (2629800.0, "s"), "a": (31557600.0, "s"), "%": (0.01, ""), "[lb_av]": (453.59237, "g"),
+    "[oz_av]": (28.349523125, "g"), "[in_i]": (0.0254, "m"), "[ft_i]": (0.3048, "m"),
+    "[foz_us]": (0.0295735295625, "L"),
+}  # fmt: skip
+_TERM = re.compile(r"(?P<atom>[A-Za-z%]*\[[^\]]+\]|[A-Za-z%]+)(?P<exp>-?\d+)?|(?P<factor>10\*-?\d+|\d+)")
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+
+
+def _atom(text: str) -> tuple[float, str] | None:
+    """(factor, base atom) of a UCUM atom with an optional metric prefix."""
+    if text in _NON_METRIC:
+        return _NON_METRIC[text]
+    if text in _METRIC:
+        return 1.0, _METRIC[text]
+    for size in (2, 1):
+        prefix, rest = text[:size], text[size:]
+        if prefix in _PREFIXES and rest in _METRIC:
+            return _PREFIXES[prefix], _METRIC[rest]
+    return None
+
+
+def _term(text: str) -> tuple[float, dict[str, int]] | None:
+    """(factor, {base: exponent}) of one UCUM term; annotations ({score}) count as 1."""
+    if text in ("", "1"):
+        return 1.0, {}
+    match = _TERM.fullmatch(text)
+    if match is None:
+        return None
+    if match["factor"]:
+        base, _, exp = match["factor"].partition("*")
+        return (10.0 ** int(exp) if exp else float(base)), {}
+    atom = _atom(match["atom"])
+    if atom is None:
+        return None
+    exponent = int(match["exp"] or 1)
+    return atom[0] ** exponent, ({atom[1]: exponent} if atom[1] else {})
+
+
+def _format_units(dims: Mapping[str, int]) -> str:
+    def term(base: str, exp: int) -> str:
+        return base if exp == 1 else f"{base}{exp}"
+
+    up = ".".join(term(b, e) for b, e in sorted(dims.items()) if e > 0)
+    down = ".".join(term(b, -e) for b, e in sorted(dims.items()) if e < 0)
+    return (up or ("" if down else "1")) + (f"/{down}" if down else "")
+
+
+@lru_cache(maxsize=1024)
+def ucum_factor(code: str) -> tuple[float, str] | None:
+    """(factor, canonical code) for a UCUM code built from the common clinical atoms, else None.
+
+    mg/dL -> (0.01, "g/L"); 10*9/L -> (1e9, "/L"); min -> (60, "s"). Only products and quotients of
+    prefixed atoms are understood; anything else (Cel, [diop], invalid codes, a bare {score}) gives
+    None. The query parser canonicalises a UCUM query value the same way to match across units.
+    """
+    factor, dims = 1.0, dict[str, int]()
+    bare = _ANNOTATION.sub("", code)  # annotations ({score}, {1.73_m2}) mean 1 and may hold dots
+    for index, part in enumerate(bare.split("/")):
+        if part == "" and index == 0:
+            continue  # a leading "/" as in /min
+        sign = 1 if index == 0 else -1  # UCUM's "/" divides by the one term that follows it
+        for text in part.split("."):
+            parsed = _term(text)
+            if parsed is None:
+                return None
+            factor *= parsed[0] ** sign
+            for base, exp in parsed[1].items():
+                dims[base] = dims.get(base, 0) + sign * exp
+    dims = {b: e for b, e in dims.items() if e}
+    return (factor, _format_units(dims)) if dims or factor != 1.0 else None
+
+
+def ucum_canonical(parts: QuantityParts) -> QuantityParts | None:
+    """The same quantity in canonical UCUM units, or None if not UCUM, not understood, or already so."""
+    value, low, high, system, code, _unit = parts
+    if system != UCUM or not code:
+        return None
+    found = ucum_factor(code)
+    if found is None or (found[0] == 1.0 and found[1] == code):
+        return None
+    factor, canonical = found
+    return _scaled(value, factor), _scaled(low, factor), _scaled(high, factor), UCUM, canonical, None
+
+
+def _scaled(x: float, factor: float) -> float:
+    """x * factor to 15 significant digits, so 4.5 mg is 0.0045 g and not 0.0045000000000000005."""
+    return float(f"{x * factor:.15g}")

@@ -23,6 +23,8 @@ from fhir_server.indexing.normalize import (
     quantity_parts,
     range_parts,
     timing_bounds,
+    ucum_canonical,
+    ucum_factor,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -234,3 +236,51 @@ def test_quantity_money_and_range_parts() -> None:
     )
     assert range_parts({"high": {"value": 5}})[:3] == (5.0, float("-inf"), 5.0)  # type: ignore[index]
     assert range_parts({}) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# UCUM
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("mg", (1e-3, "g")),
+        ("mg/dL", (1e-2, "g/L")),
+        ("ug/mL", (1e-3, "g/L")),
+        ("mmol/L", (1e-3, "mol/L")),
+        ("10*9/L", (1e9, "/L")),
+        ("/min", (1 / 60, "/s")),
+        ("h", (3600.0, "s")),
+        ("kg/m2", (1e3, "g/m2")),
+        ("mL/min/{1.73_m2}", (1e-3 / 60, "L/s")),  # an annotation is 1, even with a dot inside
+        ("[lb_av]", (453.59237, "g")),
+        ("%", (0.01, "1")),
+    ],
+)
+def test_ucum_factor_of_common_clinical_units(code: str, expected: tuple[float, str]) -> None:
+    factor, canonical = ucum_factor(code) or (None, None)
+    assert canonical == expected[1]
+    assert factor == pytest.approx(expected[0])
+
+
+@pytest.mark.parametrize("code", ["Cel", "[diop]", "mcg", "{score}", "mm[Hg]", "cal/mL", "not a unit"])
+def test_ucum_factor_declines_what_it_cannot_convert_by_a_factor(code: str) -> None:
+    assert ucum_factor(code) is None
+
+
+def test_ucum_canonical_scales_value_and_precision_range() -> None:
+    ucum = "http://unitsofmeasure.org"
+    assert ucum_canonical((4.5, 4.45, 4.55, ucum, "mg", "mg")) == (0.0045, 0.00445, 0.00455, ucum, "g", None)
+    assert ucum_canonical((4.5, 4.45, 4.55, ucum, "g", "g")) is None  # already canonical
+    assert ucum_canonical((4.5, 4.45, 4.55, "http://example.org", "mg", "mg")) is None
+
+
+@given(st.floats(min_value=1e-6, max_value=1e6), st.sampled_from(["mg", "kg", "ug"]))
+def test_canonical_masses_agree_whatever_prefix_they_were_written_in(grams: float, code: str) -> None:
+    factor, canonical = ucum_factor(code) or (0.0, "")
+    assert canonical == "g"
+    written = grams / factor
+    parts = ucum_canonical((written, written, written, "http://unitsofmeasure.org", code, None))
+    assert parts is not None
+    assert parts[0] == pytest.approx(grams, rel=1e-12)
