@@ -18,9 +18,12 @@ Encodings other engineers rely on:
   url (target_type parsed from an absolute URL's path, target_id None); "#contained" -> url;
   canonicals -> url without "|version"; Reference.identifier -> identifier_system/_value;
   inline resources (Bundle composition/message) -> their type and id.
-- Quantities in UCUM units that have a canonical form (mg -> g, mg/dL -> g/L, min -> s, 10*9/L ->
-  /L) also yield a second QuantityEntry in canonical units (unit None), so a query canonicalised with
-  normalize.ucum_canonical matches across units; the first entry keeps the code as written.
+- Quantities: QuantityEntry(param, value, low, high, system, code, unit) as written. A UCUM quantity
+  whose unit normalize.ucum_factor understands (mg, mg/dL, mmol/L, 10*9/L, min, a, ...) also gets
+  QuantityEntry(param="<code>:canonical", ...) in canonical units (mg/dL -> g/L, unit None). A query
+  with a UCUM system and a convertible code is canonicalised with normalize.ucum_canonical and
+  matched against `<code>:canonical`; any other query (no unit, other systems) against `<code>`,
+  so `value-quantity=4.5` never matches 4500 mg. Composites carry only the quantity as written.
 - `_text` / `_content`: one StringEntry whose value is the folded words (narrative / all string
   values) separated by single spaces; match them with word-prefix or contains semantics.
 """
@@ -60,6 +63,7 @@ from fhir_server.indexing.registry import Registry, SearchParamDef, get_registry
 
 Converter = Callable[[str, Any, str], list[IndexEntry]]  # (param code, value, node type) -> entries
 Extractor = Callable[[Node], list[IndexEntry]]
+CANONICAL = ":canonical"  # suffix of the param under which quantities in canonical UCUM units go
 # A parameter's extractor with the top-level keys it reads (None: always run it).
 Planned = tuple[str, Extractor, tuple[str, ...] | None]
 
@@ -236,7 +240,7 @@ def quantity_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
         return []
     canonical = ucum_canonical(parts)
     entries: list[IndexEntry] = [QuantityEntry(code, *parts)]
-    return entries if canonical is None else [*entries, QuantityEntry(code, *canonical)]
+    return entries if canonical is None else [*entries, QuantityEntry(f"{code}{CANONICAL}", *canonical)]
 
 
 def uri_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
@@ -334,8 +338,14 @@ def _component_extractor(
             unwrapped = unwrap_extension(found)
             if unwrapped is not None:
                 entries.extend(convert(code, unwrapped[0], unwrapped[1]))
-        # A text-only token (CodeableConcept.text) is for `:text`, never a composite's code half.
-        return [e for e in entries if not (isinstance(e, TokenEntry) and e.code is None and e.system is None)]
+        # A text-only token (CodeableConcept.text) is for `:text`, never a composite's code half;
+        # composites match quantities as written, without the canonical-unit copies.
+        return [
+            e
+            for e in entries
+            if not (isinstance(e, TokenEntry) and e.code is None and e.system is None)
+            and not e.param.endswith(CANONICAL)
+        ]
 
     return extract
 

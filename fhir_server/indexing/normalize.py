@@ -335,12 +335,15 @@ def ucum_factor(code: str) -> tuple[float, str] | None:
 
 
 def ucum_canonical(parts: QuantityParts) -> QuantityParts | None:
-    """The same quantity in canonical UCUM units, or None if not UCUM, not understood, or already so."""
+    """The same quantity in canonical UCUM units (unit None), or None if not UCUM or not understood.
+
+    Already-canonical quantities come back too (5 g -> 5 g), so every convertible quantity has one.
+    """
     value, low, high, system, code, _unit = parts
     if system != UCUM or not code:
         return None
     found = ucum_factor(code)
-    if found is None or (found[0] == 1.0 and found[1] == code):
+    if found is None:
         return None
     factor, canonical = found
     return _scaled(value, factor), _scaled(low, factor), _scaled(high, factor), UCUM, canonical, None

@@ -272,7 +272,7 @@ def test_ucum_factor_declines_what_it_cannot_convert_by_a_factor(code: str) -> N
 def test_ucum_canonical_scales_value_and_precision_range() -> None:
     ucum = "http://unitsofmeasure.org"
     assert ucum_canonical((4.5, 4.45, 4.55, ucum, "mg", "mg")) == (0.0045, 0.00445, 0.00455, ucum, "g", None)
-    assert ucum_canonical((4.5, 4.45, 4.55, ucum, "g", "g")) is None  # already canonical
+    assert ucum_canonical((4.5, 4.45, 4.55, ucum, "g", "g")) == (4.5, 4.45, 4.55, ucum, "g", None)
     assert ucum_canonical((4.5, 4.45, 4.55, "http://example.org", "mg", "mg")) is None
 
 
