@@ -33,6 +33,7 @@ from fhir_server.search.query import (
     Include,
     Kind,
     MissingValue,
+    ReferenceValue,
     SearchQuery,
     SortKey,
     TokenValue,
@@ -244,10 +245,22 @@ def _clause(
         return _of_type(code, raw)
     if kind == "reference" and modifier is None:
         modifier = _only_target(defs)  # `patient=1` means Patient/1: a tighter index lookup
-    parsed = tuple(
-        _value(code, kind, modifier, part, components, base_url) for part in v.split_unescaped(raw, ",")
+    parsed: list[Value] = []
+    for part in v.split_unescaped(raw, ","):
+        value = _value(code, kind, modifier, part, components, base_url)
+        parsed += [value, *_as_canonical(value, v.unescape(part))]
+    return Clause(code, kind, tuple(parsed), negate=modifier == "not", components=components)
+
+
+def _as_canonical(value: Value, written: str) -> list[Value]:
+    """A local-looking reference may also be a canonical written relatively (`Questionnaire/gcs`,
+    `library-x`), which extraction keeps as a url: match those too (OR)."""
+    if not isinstance(value, ReferenceValue) or value.url is not None or value.target_id is None:
+        return []
+    urls = dict.fromkeys(
+        [written, f"{value.target_type}/{value.target_id}" if value.target_type else written]
     )
-    return Clause(code, kind, parsed, negate=modifier == "not", components=components)
+    return [ReferenceValue(url=url) for url in urls]
 
 
 def _check_modifier(

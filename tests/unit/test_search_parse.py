@@ -146,7 +146,13 @@ def test_reference_forms() -> None:
 def test_own_absolute_urls_are_local_references() -> None:
     params = [("subject", "http://me/fhir/Patient/1")]
     (clause,) = parse_search("Observation", params, base_url="http://me/fhir").query.criteria
-    assert isinstance(clause, Clause) and clause.values == (ReferenceValue("Patient", "1"),)
+    assert isinstance(clause, Clause) and clause.values[0] == ReferenceValue("Patient", "1")
+
+
+def test_local_references_also_match_relative_canonicals() -> None:
+    clause = only("QuestionnaireResponse", "questionnaire=Questionnaire/gcs")
+    assert isinstance(clause, Clause)
+    assert clause.values == (ReferenceValue("Questionnaire", "gcs"), ReferenceValue(url="Questionnaire/gcs"))
 
 
 def test_uri_modifiers() -> None:
