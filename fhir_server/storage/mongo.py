@@ -76,7 +76,7 @@ class MongoStore:
 
     async def open(self) -> None:
         if self._client is None:
-            self._client = AsyncMongoClient(self.uri, tz_aware=True)
+            self._client = AsyncMongoClient(self.uri)
         concerns: Mapping[str, Any] = {
             "write_concern": self._write_concern,
             "read_concern": self._read_concern,

@@ -136,6 +136,10 @@ class StandInCollection:
         names: list[str] = self._sync.create_indexes(list(models))
         return names
 
+    async def index_information(self) -> dict[str, Any]:
+        info: dict[str, Any] = self._sync.index_information()
+        return info
+
     # -- writes (recorded for rollback when inside a transaction) ---------------------------------
 
     async def insert_one(self, document: Doc, *, session: StandInSession | None = None) -> Any:
