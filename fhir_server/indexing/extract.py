@@ -486,6 +486,16 @@ def extract_entries(resource: Mapping[str, Any]) -> list[IndexEntry]:
     return entries
 
 
+def _entries_of(resource: Mapping[str, Any], params: set[str]) -> list[IndexEntry]:
+    """Entries of just the parameters in `params`: compartments need only a few."""
+    root: Node = (resource, str(resource["resourceType"]))
+    found: list[IndexEntry] = []
+    for code, extract, _keys in extractors_for(root[1]):
+        if code in params:
+            found.extend(extract(root))
+    return found
+
+
 @cache
 def _compartment_params() -> Mapping[str, tuple[str, ...]]:
     import json
@@ -518,7 +528,7 @@ def patient_compartments(
     )
     found: list[str] = []
     if params:
-        for entry in entries if entries is not None else extract_entries(resource):
+        for entry in entries if entries is not None else _entries_of(resource, params):
             if (
                 isinstance(entry, ReferenceEntry)
                 and entry.param in params
