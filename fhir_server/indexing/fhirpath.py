@@ -49,8 +49,9 @@ def _type_table() -> Mapping[str, Mapping[str, list[str]]]:
 
 
 def resource_types() -> frozenset[str]:
-    """Every resource type the StructureDefinitions define (they all have a `meta` element)."""
-    return frozenset(t for t, els in _type_table().items() if "." not in t and "meta" in els)
+    """Every concrete resource type the StructureDefinitions define (each has a `meta` element)."""
+    abstract = {"DomainResource"}  # Resource itself is not in the table
+    return frozenset(t for t, els in _type_table().items() if "." not in t and "meta" in els) - abstract
 
 
 def base_type(t: str) -> str:

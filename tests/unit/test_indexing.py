@@ -54,6 +54,8 @@ def test_get_answers_none_for_unknown_parameters_and_types() -> None:
     assert registry.get("NoSuchType", "name") is None
     assert "Patient" in registry.resource_types()
     assert "NoSuchType" not in registry.resource_types()
+    assert "DomainResource" not in registry.resource_types()  # abstract
+    assert len(registry.resource_types()) == 146  # R4's concrete resource types
 
 
 def test_composite_components_resolve_to_their_definitions() -> None:
