@@ -210,6 +210,12 @@ class AccessFilter:
     - allowed_labels: a resource passes only if every `meta.security` code of `label_system` it
       carries is in this set of (system, code); a resource with none passes if `allow_unlabeled`.
     - extra: per-type rules (all rules of the resource's type must pass).
+    - patient_criteria: the resource must be in the compartment of a live Patient meeting every one
+      of these criteria (a Patient: itself), e.g. Patient.managingOrganization = the clinician's
+      organisation — a set of compartments too large to list.
+    - any_of: the resource must also pass at least one of these filters (a union, e.g. one per
+      Consent grant, each with its own patient and labels). An adapter that cannot apply a field
+      must refuse the query, never ignore the field.
     """
 
     types: frozenset[str] | None = None
@@ -218,6 +224,8 @@ class AccessFilter:
     label_system: str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
     allow_unlabeled: bool = True
     extra: tuple[TypeRule, ...] = ()
+    patient_criteria: tuple[Criterion, ...] = ()
+    any_of: tuple[AccessFilter, ...] = ()
 
 
 Total = Literal["none", "estimate", "accurate"]

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.errors import NotSupported
 from fhir_server.search.query import (
     AccessFilter,
     ChainClause,
@@ -454,6 +455,12 @@ def access_filter(access: AccessFilter | None, resolved: Resolved) -> Doc:
     if access.allowed_labels is not None:
         parts.append(labels_filter(access))
     parts += [type_rule_filter(rule.resource_type, rule.any_of, resolved) for rule in access.extra]
+    if access.patient_criteria:
+        # Fail closed: narrowing by the patients' own data (clinicians' organisations) is not
+        # translated for MongoDB yet; ignoring it would show every patient.
+        raise NotSupported("Organisation-wide (clinician) access is not available on the MongoDB adapter yet")
+    if access.any_of:
+        parts.append(any_of([access_filter(member, resolved) for member in access.any_of]))
     return all_of(parts)
 
 

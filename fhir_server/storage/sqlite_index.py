@@ -532,9 +532,9 @@ class _Builder:
 
     def access_sql(self, r: str) -> Sql:
         """What `self.access` allows, as a condition on resource alias `r` ("1" when unrestricted)."""
-        access = self.access
-        if access is None:
-            return _TRUE
+        return _TRUE if self.access is None else self._filter_sql(self.access, r)
+
+    def _filter_sql(self, access: AccessFilter, r: str) -> Sql:
         parts: list[Sql] = []
         if access.types is not None:
             parts.append(_in(f"{r}.type", sorted(access.types)) if access.types else _FALSE)
@@ -543,7 +543,26 @@ class _Builder:
         if access.allowed_labels is not None:
             parts.append(_labels_sql(access, r))
         parts.extend(self._rule_sql(rule.resource_type, rule.any_of, r) for rule in access.extra)
+        if access.patient_criteria:
+            parts.append(self._patient_sql(access.patient_criteria, r))
+        if access.any_of:
+            parts.append(_any_of(self._filter_sql(member, r) for member in access.any_of))
         return _all_of(parts)
+
+    def _patient_sql(self, criteria: tuple[Criterion, ...], r: str) -> Sql:
+        """In the compartment of a live Patient meeting every criterion; a Patient judged by itself."""
+        inner = _Builder(None, self.counter + 1000)  # criteria on the patient are not access-narrowed
+        pc, p = inner.alias("pc"), inner.alias("p")
+        on_p = _all_of(inner.exists(c, ("Patient",), p) for c in criteria)
+        on_r = _all_of(inner.exists(c, ("Patient",), r) for c in criteria)
+        self.counter = inner.counter
+        sql = (
+            f"(EXISTS (SELECT 1 FROM compartment {pc} CROSS JOIN resource {p}"
+            f" ON {p}.type = 'Patient' AND {p}.id = substr({pc}.compartment, 9)"
+            f" WHERE {pc}.res = {r}.res AND {pc}.compartment LIKE 'Patient/%' AND {p}.deleted = 0"
+            f" AND {on_p[0]}) OR ({r}.type = 'Patient' AND {on_r[0]}))"
+        )
+        return sql, [*on_p[1], *on_r[1]]
 
     def _rule_sql(self, resource_type: str, any_of: tuple[tuple[Criterion, ...], ...], r: str) -> Sql:
         inner = _Builder(None, self.counter + 1000)  # rules themselves are not access-narrowed
@@ -586,6 +605,20 @@ def _rank(clause: Clause) -> float | None:
     ):
         return 5
     return None
+
+
+def _access_compartments(access: AccessFilter | None) -> frozenset[str] | None:
+    """Patient compartments that bound everything `access` passes (None: unbounded), to drive by."""
+    if access is None:
+        return None
+    if access.compartments is not None:
+        return access.compartments
+    if not access.any_of:
+        return None
+    members = [_access_compartments(member) for member in access.any_of]
+    if any(m is None for m in members):
+        return None
+    return frozenset().union(*(m for m in members if m is not None))
 
 
 def _compartment_sql(compartments: Sequence[str], r: str) -> Sql:
@@ -663,8 +696,9 @@ def _plan(builder: _Builder, query: SearchQuery) -> _Plan:
             drives.append((found[0], i, found[1]))
     if query.compartment is not None:
         drives.append((1.2, -1, _compartment_set([query.compartment])))
-    if query.access is not None and query.access.compartments:
-        drives.append((1.4, -2, _compartment_set(sorted(query.access.compartments))))
+    reach = _access_compartments(query.access)
+    if reach:
+        drives.append((1.4, -2, _compartment_set(sorted(reach))))
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
     if best is not None:
         conds.append((f"r.res IN ({best[2][0]})", best[2][1]))
