@@ -17,15 +17,21 @@ from smart_auth.store import AuthStore
 SIGNING_ALG = "RS256"  # what SMART requires for id_tokens; access tokens use the same key
 
 
+RELOAD_SECONDS = 60.0  # a key rotated by the CLI or another worker is used for signing within a minute
+MISS_RELOAD_SECONDS = 1.0  # an unknown kid re-reads the keys at most this often (forged kids cost nothing)
+
+
 class KeyRing:
     def __init__(self, store: AuthStore) -> None:
         self._store = store
         self._keys: dict[str, RSAKey] = {}
         self._active: RSAKey | None = None
+        self._next_reload = 0.0
+        self._next_miss_reload = 0.0
 
     def load(self) -> None:
         """Read the keys; make the first one if there is none (first start)."""
-        if not self._store.keys():
+        if not self._store.signing_keys():
             self.rotate()
             return
         self._reload()
@@ -46,7 +52,9 @@ class KeyRing:
         self._reload()
 
     def _reload(self) -> None:
-        rows = self._store.keys()
+        now = time.monotonic()
+        self._next_reload, self._next_miss_reload = now + RELOAD_SECONDS, now + MISS_RELOAD_SECONDS
+        rows = self._store.signing_keys()
         self._keys = {
             kid: self._keys.get(kid) or RSAKey.import_key(orjson.loads(jwk)) for kid, jwk, _, _ in rows
         }
@@ -55,12 +63,26 @@ class KeyRing:
 
     @property
     def signing_key(self) -> RSAKey:
+        if time.monotonic() >= self._next_reload:
+            self._reload()
         if self._active is None:
             raise RuntimeError("no active signing key: call load() first")
         return self._active
 
     def verification_key(self, kid: str) -> RSAKey | None:
-        return self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is None and time.monotonic() >= self._next_miss_reload:
+            self._reload()  # a key made by another worker or the CLI since we last looked
+            key = self._keys.get(kid)
+        return key
+
+    def knows(self, kid: str) -> bool:
+        """Whether `kid` is still trusted (cheap: no reload)."""
+        return kid in self._keys
+
+    def kids(self) -> list[tuple[str, bool]]:
+        """(kid, active) of every key that still verifies."""
+        return [(kid, active) for kid, _, _, active in self._store.signing_keys()]
 
     def jwks(self) -> dict[str, Any]:
         """The public JWKS (bare public JWKs, no private members)."""

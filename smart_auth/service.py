@@ -133,8 +133,12 @@ class AuthService:
         self.admin.revoke_user_tokens(user_id)
 
     def rotate_signing_key(self) -> str:
-        kid = self.keys.rotate()
-        return kid
+        """A new active signing key; tokens signed with older keys verify until those are retired."""
+        return self.keys.rotate()
+
+    def retire_signing_key(self, kid: str) -> None:
+        """Stop trusting an old key (once its tokens have expired: at most an hour after rotation)."""
+        self.keys.retire(kid)
 
 
 def _now() -> int:

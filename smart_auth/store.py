@@ -95,7 +95,7 @@ class AuthStore:
             return self._db.execute(sql, params).fetchall()
 
     # --- signing keys ---
-    def keys(self) -> list[tuple[str, str, int, bool]]:
+    def signing_keys(self) -> list[tuple[str, str, int, bool]]:
         rows = self._query(
             "SELECT kid, private_jwk, created, active FROM keys WHERE retired IS NULL ORDER BY created"
         )

@@ -162,7 +162,7 @@ class TokenVerifier:
         self._config = config
         self._keys = keys
         self._revocations = revocations
-        self._cache: OrderedDict[str, AccessToken] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[AccessToken, str]] = OrderedDict()  # token -> (claims, kid)
         self._registry = jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": config.issuer},
             aud={"essential": True, "value": config.fhir_base_url},
@@ -175,10 +175,13 @@ class TokenVerifier:
         self._base_prefix = config.fhir_base_url + "/"
 
     def verify(self, token: str) -> AccessToken:
-        access = self._cache.get(token)
-        if access is None:
-            access = self._verify_signature_and_claims(token)
-            self._remember(token, access)
+        cached = self._cache.get(token)
+        if cached is None:
+            cached = self._verify_signature_and_claims(token)
+            self._remember(token, cached)
+        access, kid = cached
+        if not self._keys.knows(kid):
+            raise InvalidToken("the access token was signed by a retired key")
         if access.exp <= time.time():
             raise InvalidToken("the access token has expired")
         if self._revocations.is_revoked(access.jti):
@@ -193,15 +196,12 @@ class TokenVerifier:
         except (InvalidToken, JoseError, ValueError):
             return None
 
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
-    def _remember(self, token: str, access: AccessToken) -> None:
-        self._cache[token] = access
+    def _remember(self, token: str, verified: tuple[AccessToken, str]) -> None:
+        self._cache[token] = verified
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    def _verify_signature_and_claims(self, token: str) -> AccessToken:
+    def _verify_signature_and_claims(self, token: str) -> tuple[AccessToken, str]:
         try:
             decoded = jwt.decode(token, self._key_for, algorithms=[SIGNING_ALG])
             self._registry.validate(decoded.claims)
@@ -209,7 +209,7 @@ class TokenVerifier:
             raise InvalidToken(f"the access token is not valid: {type(error).__name__}") from None
         if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidToken("not an access token")
-        return self._access_token(decoded.claims)
+        return self._access_token(decoded.claims), str(decoded.header["kid"])
 
     def _key_for(self, obj: GuestProtocol) -> KeyBase:
         kid = obj.headers().get("kid")
