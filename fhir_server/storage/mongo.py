@@ -145,6 +145,8 @@ class MongoStore:
         if query.at is not None:
             return await self._history_at(match, query)
         total = await self.versions.count_documents(match)
+        if query.count <= 0:  # a driver limit of 0 means "no limit"
+            return _history_page([], total, query.offset)
         memo_key = ("history", match, query.count)
         after = self._history_pages.get(memo_key, query.offset)
         page_filter = {"$and": [match, after_filter(_HISTORY_ORDER, after)]} if after else match
@@ -166,6 +168,8 @@ class MongoStore:
         pipeline = history_at_pipeline(match, to_micros(query.at), query.since)
         counted = await (await self.versions.aggregate([*pipeline, {"$count": "n"}])).to_list(1)
         total = int(counted[0]["n"]) if counted else 0
+        if query.count <= 0:
+            return _history_page([], total, query.offset)
         page = [*pipeline, {"$sort": dict(_HISTORY_ORDER)}, {"$skip": query.offset}, {"$limit": query.count}]
         docs = await (await self.versions.aggregate(page)).to_list(query.count)
         return _history_page(docs, total, query.offset)

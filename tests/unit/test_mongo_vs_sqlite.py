@@ -289,3 +289,12 @@ async def _history_walk(store: Store, query: HistoryQuery) -> list[tuple[str, in
 async def test_history_pages_match(stores: Stores, query: HistoryQuery) -> None:
     sqlite, mongo = stores
     assert await _history_walk(mongo, query) == await _history_walk(sqlite, query)
+
+
+async def test_history_of_no_entries_per_page(stores: Stores) -> None:
+    sqlite, mongo = stores
+    for query in (
+        HistoryQuery(count=0, offset=3),
+        HistoryQuery("Patient", at=T0 + timedelta(seconds=9), count=0),
+    ):
+        assert await mongo.history(query) == await sqlite.history(query)
