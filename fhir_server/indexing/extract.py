@@ -18,8 +18,9 @@ Encodings other engineers rely on:
   url (target_type parsed from an absolute URL's path, target_id None); "#contained" -> url;
   canonicals -> url without "|version"; Reference.identifier -> identifier_system/_value;
   inline resources (Bundle composition/message) -> their type and id.
-- Quantities: QuantityEntry(param, value, low, high, system, code, unit) as written. A UCUM quantity
-  whose unit normalize.ucum_factor understands (mg, mg/dL, mmol/L, 10*9/L, min, a, ...) also gets
+- Quantities: QuantityEntry(param, value, low, high, system, code, unit) as written. With
+  `extract_entries(..., canonical_quantities=True)`, a UCUM quantity whose unit
+  normalize.ucum_factor understands (mg, mg/dL, mmol/L, 10*9/L, min, a, ...) also gets
   QuantityEntry(param="<code>:canonical", ...) in canonical units (mg/dL -> g/L, unit None). A query
   with a UCUM system and a convertible code is canonicalised with normalize.ucum_canonical and
   matched against `<code>:canonical`; any other query (no unit, other systems) against `<code>`,
@@ -236,11 +237,19 @@ def quantity_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
         parts = range_parts(value)
     else:
         return []  # SampledData has no single value to compare
-    if parts is None:
-        return []
-    canonical = ucum_canonical(parts)
-    entries: list[IndexEntry] = [QuantityEntry(code, *parts)]
-    return entries if canonical is None else [*entries, QuantityEntry(f"{code}{CANONICAL}", *canonical)]
+    return [QuantityEntry(code, *parts)] if parts else []
+
+
+def canonical_copies(entries: Iterable[IndexEntry]) -> list[IndexEntry]:
+    """For each UCUM quantity in units normalize.ucum_factor understands, a copy in canonical units
+    under `<param>:canonical` (see the module docstring). Composites are left as written."""
+    copies: list[IndexEntry] = []
+    for e in entries:
+        if isinstance(e, QuantityEntry) and not e.param.endswith(CANONICAL):
+            canonical = ucum_canonical((e.value, e.low, e.high, e.system, e.code, e.unit))
+            if canonical is not None:
+                copies.append(QuantityEntry(e.param + CANONICAL, *canonical))
+    return copies
 
 
 def uri_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
@@ -338,14 +347,8 @@ def _component_extractor(
             unwrapped = unwrap_extension(found)
             if unwrapped is not None:
                 entries.extend(convert(code, unwrapped[0], unwrapped[1]))
-        # A text-only token (CodeableConcept.text) is for `:text`, never a composite's code half;
-        # composites match quantities as written, without the canonical-unit copies.
-        return [
-            e
-            for e in entries
-            if not (isinstance(e, TokenEntry) and e.code is None and e.system is None)
-            and not e.param.endswith(CANONICAL)
-        ]
+        # A text-only token (CodeableConcept.text) is for `:text`, never a composite's code half.
+        return [e for e in entries if not (isinstance(e, TokenEntry) and e.code is None and e.system is None)]
 
     return extract
 
@@ -466,8 +469,12 @@ def extractors_for(resource_type: str) -> tuple[Planned, ...]:
     )
 
 
-def extract_entries(resource: Mapping[str, Any]) -> list[IndexEntry]:
-    """Every index entry of `resource`, for all its type's search parameters, without duplicates."""
+def extract_entries(resource: Mapping[str, Any], *, canonical_quantities: bool = False) -> list[IndexEntry]:
+    """Every index entry of `resource`, for all its type's search parameters, without duplicates.
+
+    `canonical_quantities` adds the `<param>:canonical` copies of UCUM quantities; it is off until
+    the query parser canonicalises UCUM query values to match them.
+    """
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or resource_type not in get_registry().resource_types():
         raise ValueError(f"not a known resource type: {resource_type!r}")
@@ -483,6 +490,8 @@ def extract_entries(resource: Mapping[str, Any]) -> list[IndexEntry]:
         found = extract(root)
         # Unions and repeated names can give one value twice; hashing every entry is not free.
         entries.extend(found if len(found) < 2 else dict.fromkeys(found))
+    if canonical_quantities:
+        entries.extend(canonical_copies(entries))
     return entries
 
 

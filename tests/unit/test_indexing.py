@@ -30,6 +30,10 @@ def entries_for(resource: dict[str, Any], param: str) -> list[IndexEntry]:
     return [e for e in extract_entries(resource) if e.param == param]
 
 
+def canonical_for(resource: dict[str, Any], param: str) -> list[IndexEntry]:
+    return [e for e in extract_entries(resource, canonical_quantities=True) if e.param == param]
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry
 
@@ -390,7 +394,7 @@ def test_money_and_range_are_quantities() -> None:
     assert entries_for(condition, "onset-age") == [
         QuantityEntry("onset-age", 40.0, 40.0, 50.0, UCUM, "a", None)
     ]
-    assert entries_for(condition, "onset-age:canonical") == [
+    assert canonical_for(condition, "onset-age:canonical") == [
         QuantityEntry("onset-age:canonical", 40 * year, 40 * year, 50 * year, UCUM, "s", None),
     ]
 
@@ -400,13 +404,14 @@ def test_ucum_quantities_also_get_an_entry_in_canonical_units() -> None:
     assert entries_for(obs, "value-quantity") == [
         QuantityEntry("value-quantity", 4.5, 4.45, 4.55, UCUM, "mg/dL", None)
     ]
-    assert entries_for(obs, "value-quantity:canonical") == [
+    assert canonical_for(obs, "value-quantity:canonical") == [
         QuantityEntry("value-quantity:canonical", 0.045, 0.0445, 0.0455, UCUM, "g/L", None),
     ]
+    assert entries_for(obs, "value-quantity:canonical") == []  # only when asked for
     in_grams = {**obs, "valueQuantity": {"value": 0.045, "system": UCUM, "code": "g/L"}}
-    assert [e.code for e in entries_for(in_grams, "value-quantity:canonical")] == ["g/L"]  # type: ignore[union-attr]
+    assert [e.code for e in canonical_for(in_grams, "value-quantity:canonical")] == ["g/L"]  # type: ignore[union-attr]
     not_ucum = {**obs, "valueQuantity": {"value": 4.5, "system": "http://example.org/units", "code": "mg"}}
-    assert entries_for(not_ucum, "value-quantity:canonical") == []
+    assert canonical_for(not_ucum, "value-quantity:canonical") == []
 
 
 def test_bundle_composition_indexes_only_a_first_entry_of_the_target_type() -> None:
