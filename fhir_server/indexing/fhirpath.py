@@ -30,7 +30,6 @@ Ast = tuple[Any, ...]
 
 RESOURCE = "Resource"
 RESOLVED = "@resolved"  # the type of resolve()'s placeholder nodes: only `is T` may follow
-ANY = "@any"  # a statically unknown type (a literal or a resolved value), looked up at run time
 
 
 class CompileError(ValueError):
@@ -48,6 +47,7 @@ def _type_table() -> Mapping[str, Mapping[str, list[str]]]:
     return table
 
 
+@cache
 def resource_types() -> frozenset[str]:
     """Every concrete resource type the StructureDefinitions define (each has a `meta` element)."""
     abstract = {"DomainResource"}  # Resource itself is not in the table
@@ -319,7 +319,7 @@ def _choice(pairs: tuple[tuple[str, str], ...], only: str | None) -> tuple[tuple
 
 def _compile_step(name: str, types: frozenset[str], only: str | None = None) -> Compiled:
     """Child element `name` of each input node, flattening arrays; `only` keeps one choice type."""
-    table = {t: _choice(children(t, name), only) for t in types if t != ANY}
+    table = {t: _choice(children(t, name), only) for t in types}
     out = frozenset(ct for pairs in table.values() for _, ct in pairs)
     if not out:
         raise CompileError(f"no element {name!r}{f' of type {only}' if only else ''} on {sorted(types)}")
@@ -403,7 +403,7 @@ def _type_matches(t: str, type_name: str) -> bool:
 
 def _filter_type(base: Compiled, type_name: str) -> Compiled:
     """`as T` / `ofType(T)`: keep the nodes of type T (choice alternatives are already typed)."""
-    kept = frozenset(t for t in base.types if _type_matches(t, type_name) or t in (RESOURCE, ANY))
+    kept = frozenset(t for t in base.types if _type_matches(t, type_name) or t == RESOURCE)
     if not kept or base.empty:
         return EMPTY if base.empty else _raise(f"no {type_name} among {sorted(base.types)}")
     run = base.run
@@ -535,7 +535,7 @@ def reference_type(value: Any) -> str | None:
 
 def _compile_resolve(types: frozenset[str]) -> Compiled:
     """resolve() without a database: a placeholder typed by the reference, fit only for `is T`."""
-    if not types & {"Reference", ANY}:
+    if "Reference" not in types:
         raise CompileError(f"resolve() on {sorted(types)}")
 
     def run(nodes: list[Node], _root: Node) -> list[Node]:
