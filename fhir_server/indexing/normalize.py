@@ -38,12 +38,19 @@ _US_PER_DAY = 86_400 * _US_PER_SECOND
 ISO_4217 = "urn:iso:std:iso:4217"
 
 
-@lru_cache(maxsize=8192)
 def fold(s: str) -> str:
-    """Lower case, accents removed, whitespace collapsed: the form string search compares in.
+    """Lower case, accents removed, whitespace collapsed: the form string search compares in."""
+    # Short strings (names, cities, displays) recur across resources, so are worth caching; long
+    # ones (descriptions, narratives) rarely recur and would crowd the cache.
+    return _fold_short(s) if len(s) <= 80 else _fold(s)
 
-    Cached because the same names, cities and displays recur across many resources.
-    """
+
+@lru_cache(maxsize=16384)
+def _fold_short(s: str) -> str:
+    return _fold(s)
+
+
+def _fold(s: str) -> str:
     if s.isascii():
         return _SPACE.sub(" ", s).strip().lower()
     decomposed = unicodedata.normalize("NFKD", s)
