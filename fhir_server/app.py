@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
+from fhir_server.access.bearer import access_from_header, verifier_of
+from fhir_server.access.context import AccessContext
 from fhir_server.http.errors import CatchAll, install_error_handlers
 from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
@@ -18,6 +20,8 @@ from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
 
 FHIR_PREFIX = "/fhir"
+# Served without a token (SMART: discovery and the CapabilityStatement are public).
+OPEN_PATHS = (FHIR_PREFIX + "/metadata", FHIR_PREFIX + "/.well-known/smart-configuration")
 
 
 def make_store(settings: Settings) -> Store:
@@ -59,7 +63,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         return settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
 
     async def context_for(request: Request) -> RequestContext:
-        return RequestContext(the_store, base_url_of(request), strict=not is_lenient(request))
+        base_url = base_url_of(request)
+        access = await access_for(request, base_url)
+        return RequestContext(the_store, base_url, strict=not is_lenient(request), access=access)
+
+    async def access_for(request: Request, base_url: str) -> AccessContext | None:
+        """The caller's access (401 without a valid token); None when auth is off or the path is open."""
+        # Exact paths only: a suffix test would open e.g. GET /fhir/Basic/metadata (a read).
+        if not settings.auth or request.url.path in OPEN_PATHS:
+            return None
+        header, verifier = request.headers.get("authorization"), verifier_of(request.app.state)
+        return await access_from_header(the_store, header, verifier, base_url, utc_now())
 
     app.state.context_for = context_for
     app.include_router(fhir_router(context_for), prefix=FHIR_PREFIX)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from fhir_server import jsonio
+from fhir_server.access import guard
 from fhir_server.errors import BadRequest
 from fhir_server.http.negotiation import check_request_media_type
 from fhir_server.http.responses import fhir_response, is_lenient, presentation
@@ -61,6 +62,7 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
     async def search_by_post(request: Request, resource_type: str) -> Response:
         how, ctx = presentation(request), await context_for(request)
         require_type(resource_type)
+        guard.require_scope(ctx, "search", resource_type)
         form = await request.form()
         params = [*request.query_params.multi_items(), *((k, str(v)) for k, v in form.multi_items())]
         body = await search_interaction.search_bundle(ctx, resource_type, params)

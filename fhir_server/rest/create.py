@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fhir_server.access import guard
 from fhir_server.rest.common import require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.planned import Planned, match_criteria
@@ -23,10 +24,13 @@ async def plan_create(
 ) -> Planned:
     """Create with a server-assigned id (the body's id is ignored, as the spec says)."""
     require_type(resource_type)
+    guard.require_scope(ctx, "create", resource_type)
     body = {k: v for k, v in resource.items() if k != "id"}
     validate_resource(body, expected_type=resource_type)
     if if_none_exist:
         existing = await match_criteria(ctx, resource_type, if_none_exist, "If-None-Exist")
         if existing is not None:
             return Planned(200, existing=existing, location=True)
-    return Planned(201, plan_put(body, id or new_id(), 0, now, method="POST"), location=True)
+    op = plan_put(body, id or new_id(), 0, now, method="POST")
+    await guard.require_writable_new(ctx, "create", op)  # e.g. not for another patient
+    return Planned(201, op, location=True)

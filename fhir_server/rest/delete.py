@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fhir_server.access import guard
 from fhir_server.errors import NotFound
 from fhir_server.rest.common import require_id, require_type
 from fhir_server.rest.context import RequestContext
@@ -20,9 +21,13 @@ async def plan_delete(
 ) -> Planned:
     require_type(resource_type)
     require_id(id)
+    guard.require_scope(ctx, "delete", resource_type)
     current = await ctx.store.read(resource_type, id)
     if current is None:
         raise NotFound(f"{resource_type}/{id} is not known")
+    if current.deleted:
+        await guard.require_readable(ctx, current)  # a deletion is as visible as what it deleted
+    await guard.require_writable_existing(ctx, "delete", current)
     check_if_match(current, if_match, f"{resource_type}/{id}")
     if current.deleted:
         return Planned(204, existing=current)  # deleting twice changes nothing
@@ -34,7 +39,9 @@ async def plan_conditional_delete(
 ) -> Planned:
     """DELETE [type]?criteria: no match is a no-op, one is deleted, several are 412."""
     require_type(resource_type)
+    guard.require_scope(ctx, "delete", resource_type)
     match = await match_criteria(ctx, resource_type, criteria, "Conditional delete")
     if match is None:
         return Planned(204)
+    await guard.require_writable_existing(ctx, "delete", match)
     return Planned(204, tombstone(match, now))

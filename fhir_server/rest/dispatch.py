@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fhir_server.access import guard
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.rest import history as history_interaction
 from fhir_server.rest import read as read_interaction
@@ -46,13 +47,17 @@ async def _instance(ctx: RequestContext, resource_type: str, rest: list[str], pa
     if len(tail) == 2 and tail[0] == "_history":
         return await read_interaction.vread(ctx, resource_type, id, tail[1])
     if resource_type == "Patient" and tail == ["$everything"]:
+        guard.require_scope(ctx, "search", None)
+        await guard.require_searchable(ctx, "Patient", id)  # another patient's: 404, as if unknown
         return Result(200, body=await search_interaction.everything(ctx, id, params))
     if resource_type == "Patient" and len(tail) == 1 and not tail[0].startswith(("$", "_")):
         compartment_type = require_type(tail[0])
+        guard.require_scope(ctx, "search", compartment_type)
         body = await search_interaction.search_bundle(ctx, compartment_type, params, compartment=f"Patient/{id}")
         return Result(200, body=body)
     raise BadRequest(f"'{resource_type}/{'/'.join(rest)}' is not a path this server understands")
 
 
 async def _search(ctx: RequestContext, resource_type: str | None, params: Params) -> Result:
+    guard.require_scope(ctx, "search", resource_type)
     return Result(200, body=await search_interaction.search_bundle(ctx, resource_type, params))

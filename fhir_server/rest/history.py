@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server.access import guard
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.indexing.normalize import date_bounds
 from fhir_server.instants import from_micros
@@ -30,13 +32,18 @@ async def history(
 ) -> Result:
     if resource_type is not None:
         require_type(resource_type)
+    guard.require_scope(ctx, "history", resource_type)
     if id is not None:
         require_id(id)
         assert resource_type is not None
         if await ctx.store.read(resource_type, id) is None:
             raise NotFound(f"{resource_type}/{id} is not known")
     query = _parse(resource_type, id, params, strict=ctx.strict)
-    page = await ctx.store.history(query)
+    if id is None:
+        query = replace(query, type_filter=guard.history_types(ctx, resource_type))
+    # A restricted caller's instance history is judged version by version (None: unrestricted).
+    restricted = await guard.instance_history(ctx, query) if id is not None else None
+    page = restricted or await ctx.store.history(query)
     return Result(200, body=orjson.dumps(_bundle(ctx, query, page, params)))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from fhir_server.access import guard
 from fhir_server.errors import BadRequest, Unprocessable
 from fhir_server.rest.common import require_id, require_live, require_type
 from fhir_server.rest.context import RequestContext
@@ -51,9 +52,15 @@ async def plan_patch(
 ) -> Planned:
     require_type(resource_type)
     require_id(id)
-    current = require_live(await ctx.store.read(resource_type, id), resource_type, id)
+    guard.require_scope(ctx, "patch", resource_type)
+    found = await ctx.store.read(resource_type, id)
+    if found is not None:
+        await guard.require_readable(ctx, found)  # 404/410 only for what the caller may see
+    current = require_live(found, resource_type, id)
+    await guard.require_writable_existing(ctx, "patch", current)
     check_if_match(current, if_match, f"{resource_type}/{id}")
     patched = apply_json_patch(decode(current.body), operations)
     validate_resource(patched, expected_type=resource_type, expected_id=id, require_id=True)
     op = plan_put(patched, id, current.version_id, now, method="PATCH")
+    await guard.require_writable_new(ctx, "patch", op)
     return Planned(200, op, if_match=if_match is not None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fhir_server.access import guard
 from fhir_server.errors import BadRequest, PreconditionFailed
 from fhir_server.rest.common import require_id, require_type
 from fhir_server.rest.context import RequestContext
@@ -40,12 +41,15 @@ async def plan_update(
 ) -> Planned:
     require_type(resource_type)
     require_id(id)
+    guard.require_scope(ctx, "update", resource_type)
     validate_resource(resource, expected_type=resource_type, expected_id=id, require_id=True)
     current = await ctx.store.read(resource_type, id)
+    await guard.require_writable_existing(ctx, "update", current)  # before If-Match: no version leaks
     check_if_match(current, if_match, f"{resource_type}/{id}")
     expected = current.version_id if current else 0
     created = current is None or current.deleted
     op = plan_put(resource, id, expected, now)
+    await guard.require_writable_new(ctx, "update", op)
     return Planned(201 if created else 200, op, if_match=if_match is not None, location=created)
 
 
@@ -60,6 +64,7 @@ async def plan_conditional_update(
 ) -> Planned:
     """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
     require_type(resource_type)
+    guard.require_scope(ctx, "update", resource_type)
     match = await match_criteria(ctx, resource_type, criteria, "Conditional update")
     body_id = resource.get("id")
     if match is None:

@@ -1,0 +1,501 @@
+"""Access control on the FHIR API: issue 5's "Must show" negatives, through HTTP, with auth on.
+
+Tokens are mapped to real `smart_auth` AccessToken values by a verifier double set as
+`app.state.verify_token`; everything after verification (scopes, Consent grants, filters, storage)
+is the real code. Data: patients p1, p2 (managed by the trust) and p3 (another organisation);
+carer rp1 has a view-only GENERAL_HEALTH grant from p1; Person per1 links rp1 and rp2, and rp2 has
+a view-and-add GENERAL + MENTAL grant from p2.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from fhir_server.app import create_app
+from fhir_server.settings import Settings
+from smart_auth.errors import InvalidToken
+from smart_auth.models import AccessToken
+
+BASE = "http://testserver/fhir"
+PKB = "http://fhir.patientsknowbest.com/codesystem/privacy-label"
+CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
+VITALS = f"{CAT}|vital-signs"
+Json = dict[str, Any]
+
+
+def token(
+    kind: str,
+    scopes: str,
+    *,
+    fhir_user: str | None = None,
+    patient: str | None = None,
+    organization: str | None = None,
+) -> AccessToken:
+    return AccessToken(
+        client_id="app",
+        sub=fhir_user or "client",
+        scopes=tuple(scopes.split()),
+        patient=patient,
+        encounter=None,
+        fhir_user=fhir_user,
+        user_kind=kind,  # type: ignore[arg-type]
+        organization=organization,
+        jti="j",
+        exp=2**40,
+    )
+
+
+TOKENS: dict[str, AccessToken] = {
+    "system": token("system", "system/*.cruds"),
+    "system-obs": token("system", "system/Observation.rs"),
+    "p1": token(
+        "patient", "launch/patient openid fhirUser patient/*.cruds", fhir_user="Patient/p1", patient="p1"
+    ),
+    "p1-v1": token("patient", "patient/*.read patient/*.write", fhir_user="Patient/p1", patient="p1"),
+    "p1-vitals": token(
+        "patient",
+        f"patient/Observation.rs?category={VITALS} patient/Patient.r",
+        fhir_user="Patient/p1",
+        patient="p1",
+    ),
+    "p1-obs-only": token("patient", "patient/Observation.rs", fhir_user="Patient/p1", patient="p1"),
+    "carer": token("carer", "user/*.cruds", fhir_user="RelatedPerson/rp1"),
+    "person": token("carer", "user/*.cruds", fhir_user="Person/per1"),
+    "person-p2": token("carer", "patient/*.cruds", fhir_user="Person/per1", patient="p2"),
+    "clinician": token("clinician", "user/*.cruds", fhir_user="Practitioner/d1", organization="trust"),
+}
+
+
+def verify(raw: str) -> AccessToken:
+    if raw not in TOKENS:  # expired, revoked, wrong aud: the verifier refuses them all alike
+        raise InvalidToken("refused")
+    return TOKENS[raw]
+
+
+def obs(id: str, patient: str, category: str, label: str | None, **extra: Any) -> Json:
+    body: Json = {"resourceType": "Observation", "id": id}
+    if label:
+        body["meta"] = {"security": [{"system": PKB, "code": label}]}
+    return {
+        **body,
+        "status": "final",
+        "category": [{"coding": [{"system": CAT, "code": category}]}],
+        "code": {"text": category},
+        "subject": {"reference": f"Patient/{patient}"},
+        **extra,
+    }
+
+
+def consent(
+    id: str, patient: str, actor: str, labels: list[str], actions: list[str], status: str = "active"
+) -> Json:
+    return {
+        "resourceType": "Consent",
+        "id": id,
+        "status": status,
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient}"},
+        "provision": {
+            "type": "permit",
+            "period": {"start": "2020-01-01"},
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "IRCP",
+                            }
+                        ]
+                    },
+                    "reference": {"reference": actor},
+                }
+            ],
+            "action": [
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": a}]}
+                for a in actions
+            ],
+            "securityLabel": [{"system": PKB, "code": code} for code in labels],
+        },
+    }
+
+
+def patient(id: str, org: str) -> Json:
+    return {
+        "resourceType": "Patient",
+        "id": id,
+        "name": [{"family": f"Fam{id}"}],
+        "managingOrganization": {"reference": f"Organization/{org}"},
+    }
+
+
+DATA: list[Json] = [
+    {"resourceType": "Organization", "id": "trust", "name": "Trust"},
+    {"resourceType": "Organization", "id": "other", "name": "Other"},
+    patient("p1", "trust"),
+    patient("p2", "trust"),
+    patient("p3", "other"),
+    {"resourceType": "RelatedPerson", "id": "rp1", "patient": {"reference": "Patient/p1"}},
+    {"resourceType": "RelatedPerson", "id": "rp2", "patient": {"reference": "Patient/p2"}},
+    {
+        "resourceType": "Person",
+        "id": "per1",
+        "link": [
+            {"target": {"reference": "RelatedPerson/rp1"}},
+            {"target": {"reference": "RelatedPerson/rp2"}},
+        ],
+    },
+    {"resourceType": "Practitioner", "id": "d1"},
+    consent("c1", "p1", "RelatedPerson/rp1", ["GENERAL_HEALTH"], ["access"]),
+    consent("c2", "p2", "RelatedPerson/rp2", ["GENERAL_HEALTH", "MENTAL_HEALTH"], ["access", "correct"]),
+    obs("o1v", "p1", "vital-signs", "GENERAL_HEALTH"),
+    obs("o1l", "p1", "laboratory", "MENTAL_HEALTH"),
+    obs("o1u", "p1", "laboratory", None),
+    obs("o2v", "p2", "vital-signs", "GENERAL_HEALTH"),
+    obs("o2m", "p2", "laboratory", "MENTAL_HEALTH", hasMember=[{"reference": "Observation/o1v"}]),
+    obs("o3v", "p3", "vital-signs", "GENERAL_HEALTH"),
+    # p1's observation pointing at p2's: an _include from p1's data must not bring p2's in.
+    obs("o1x", "p1", "laboratory", "GENERAL_HEALTH", hasMember=[{"reference": "Observation/o2v"}]),
+]
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(data_dir=tmp_path, auth=True, base_url=BASE))
+    app.state.verify_token = verify
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http,
+    ):
+        entries = [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in DATA
+        ]
+        loaded = await http.post(
+            "",
+            json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+            headers=auth("system"),
+        )
+        assert loaded.status_code == 200, loaded.text
+        yield http
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {name}"}
+
+
+async def ids(http: httpx.AsyncClient, who: str, url: str) -> list[str]:
+    response = await http.get(url, headers=auth(who))
+    assert response.status_code == 200, response.text
+    return sorted(e["resource"]["id"] for e in response.json().get("entry", []))
+
+
+# -- tokens ----------------------------------------------------------------------------------------
+
+
+async def test_no_token_is_401_with_a_bearer_challenge(client: httpx.AsyncClient) -> None:
+    """No token: 401 and WWW-Authenticate: Bearer realm=... (no error code, RFC 6750 §3.1)."""
+    response = await client.get("Patient/p1")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer realm="http://testserver/fhir"')
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("raw", ["expired-token", "revoked-token", "wrong-aud-token"])
+async def test_a_token_the_verifier_refuses_is_401_invalid_token(client: httpx.AsyncClient, raw: str) -> None:
+    """Expired, revoked or foreign-audience tokens: 401 with error="invalid_token", token not echoed."""
+    response = await client.get("Observation", headers=auth(raw))
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert raw not in response.text
+
+
+async def test_metadata_stays_open(client: httpx.AsyncClient) -> None:
+    """The CapabilityStatement needs no token."""
+    assert (await client.get("metadata")).status_code == 200
+
+
+async def test_a_path_ending_in_metadata_is_not_open(client: httpx.AsyncClient) -> None:
+    """Only the exact /metadata path is open; a read of Basic/metadata still needs a token."""
+    assert (await client.get("Basic/metadata")).status_code == 401
+
+
+async def test_missing_scope_is_403_naming_the_scope(client: httpx.AsyncClient) -> None:
+    """A token without a scope for the interaction on the type: 403 OperationOutcome naming it."""
+    response = await client.get("Condition", headers=auth("p1-obs-only"))
+    assert response.status_code == 403
+    assert "Condition.s" in response.json()["issue"][0]["diagnostics"]
+    create = await client.post(
+        "Observation", json=obs("n", "p1", "vital-signs", None), headers=auth("p1-obs-only")
+    )
+    assert create.status_code == 403
+
+
+# -- a patient and other patients ----------------------------------------------------------------------
+
+
+async def test_patient_reads_own_but_not_another_patient_by_id(client: httpx.AsyncClient) -> None:
+    """Another patient's resources answer 404, exactly as unknown ids do (no existence leak)."""
+    assert (await client.get("Patient/p1", headers=auth("p1"))).status_code == 200
+    assert (await client.get("Observation/o1l", headers=auth("p1"))).status_code == 200
+    other = await client.get("Patient/p2", headers=auth("p1"))
+    unknown = await client.get("Patient/nobody", headers=auth("p1"))
+    assert other.status_code == unknown.status_code == 404
+    assert (await client.get("Observation/o2v", headers=auth("p1"))).status_code == 404
+    assert (await client.get("Observation/o2v/_history/1", headers=auth("p1"))).status_code == 404
+
+
+async def test_patient_search_sees_own_compartment_only(client: httpx.AsyncClient) -> None:
+    """Searches, even naming the other patient, find only the caller's own data; total agrees."""
+    assert await ids(client, "p1", "Observation") == ["o1l", "o1u", "o1v", "o1x"]
+    assert await ids(client, "p1", "Observation?subject=Patient/p2") == []
+    assert await ids(client, "p1", "Patient") == ["p1"]
+    body = (await client.get("Observation?_count=1", headers=auth("p1"))).json()
+    assert body["total"] == 4 and len(body["entry"]) == 1
+    assert await ids(client, "p1", "Patient/p2/Observation") == []
+
+
+async def test_v1_scopes_work_like_v2(client: httpx.AsyncClient) -> None:
+    """patient/*.read patient/*.write = patient/*.cruds."""
+    assert await ids(client, "p1-v1", "Observation") == ["o1l", "o1u", "o1v", "o1x"]
+
+
+async def test_patient_chained_search_cannot_reach_another_patient(client: httpx.AsyncClient) -> None:
+    """A chain or _has only follows resources within reach."""
+    assert await ids(client, "p1", "Observation?subject:Patient.name=Famp2") == []
+    assert await ids(client, "p1", "Observation?subject:Patient.name=Famp1") == ["o1l", "o1u", "o1v", "o1x"]
+    assert await ids(client, "p1", "Patient?_has:Observation:subject:code:text=vital") == ["p1"]
+    # o1v is a member of p2's o2m: the reverse chain must not see o2m.
+    assert await ids(client, "p1", "Observation?_has:Observation:has-member:status=final") == []
+
+
+async def test_patient_include_and_revinclude_stay_in_reach(client: httpx.AsyncClient) -> None:
+    """_include of p2's observation (through o1x.hasMember) and _revinclude of o2m are dropped."""
+    body = (
+        await client.get("Observation?_id=o1x&_include=Observation:has-member", headers=auth("p1"))
+    ).json()
+    assert [e["resource"]["id"] for e in body["entry"]] == ["o1x"]
+    body = (
+        await client.get("Observation?_id=o1v&_revinclude=Observation:has-member", headers=auth("p1"))
+    ).json()
+    assert [e["resource"]["id"] for e in body["entry"]] == ["o1v"]
+    body = (await client.get("Patient?_revinclude=Observation:subject", headers=auth("p1"))).json()
+    assert sorted(e["resource"]["id"] for e in body["entry"]) == ["o1l", "o1u", "o1v", "o1x", "p1"]
+
+
+async def test_patient_everything_of_another_patient_is_404(client: httpx.AsyncClient) -> None:
+    """$everything on someone else is unknown to the caller; on oneself it has own data only."""
+    assert (await client.get("Patient/p2/$everything", headers=auth("p1"))).status_code == 404
+    mine = await ids(client, "p1", "Patient/p1/$everything")
+    assert mine == ["c1", "o1l", "o1u", "o1v", "o1x", "p1", "rp1"]  # the Consent and RelatedPerson too
+
+
+async def test_patient_transaction_cannot_touch_another_patient(client: httpx.AsyncClient) -> None:
+    """A GET entry for p2 answers 404 in its entry; a write for p2 fails the whole transaction."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient/p2"}},
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/p2"}},
+        ],
+    }
+    response = (await client.post("", json=bundle, headers=auth("p1"))).json()
+    assert response["entry"][0]["response"]["status"].startswith("404")
+    assert response["entry"][1]["resource"]["total"] == 0
+    write = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:1",
+                "resource": obs("x", "p1", "vital-signs", None),
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {
+                "fullUrl": "urn:uuid:2",
+                "resource": obs("y", "p2", "vital-signs", None),
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    refused = await client.post("", json=write, headers=auth("p1"))
+    assert refused.status_code == 403
+    assert await ids(client, "system", "Observation?code:text=vital&_lastUpdated=gt2000") == [
+        "o1v",
+        "o2v",
+        "o3v",
+    ]
+
+
+async def test_patient_writes_only_into_own_compartment(client: httpx.AsyncClient) -> None:
+    """Create for another patient: 403. Moving own data to p2: 403. Taking p2's data: 404."""
+    assert (
+        await client.post("Observation", json=obs("n", "p2", "vital-signs", None), headers=auth("p1"))
+    ).status_code == 403
+    assert (
+        await client.post("Observation", json=obs("n", "p1", "vital-signs", None), headers=auth("p1"))
+    ).status_code == 201
+    moved = await client.put(
+        "Observation/o1v", json=obs("o1v", "p2", "vital-signs", None), headers=auth("p1")
+    )
+    assert moved.status_code == 403
+    taken = await client.put(
+        "Observation/o2v", json=obs("o2v", "p1", "vital-signs", None), headers=auth("p1")
+    )
+    assert taken.status_code == 404
+    assert (await client.delete("Observation/o2v", headers=auth("p1"))).status_code == 404
+    patch = [{"op": "replace", "path": "/status", "value": "amended"}]
+    patched = await client.patch(
+        "Observation/o2v",
+        content=orjson.dumps(patch),
+        headers={**auth("p1"), "Content-Type": "application/json-patch+json"},
+    )
+    assert patched.status_code == 404
+    # Conditional forms only ever match what is in reach.
+    assert (await client.delete("Observation?_id=o2v", headers=auth("p1"))).status_code == 204
+    assert (await client.get("Observation/o2v", headers=auth("system"))).status_code == 200
+
+
+async def test_patient_may_not_edit_demographics(client: httpx.AsyncClient) -> None:
+    """Patient resources belong to the GP / hospital feed (portal.md)."""
+    response = await client.put("Patient/p1", json=patient("p1", "trust"), headers=auth("p1"))
+    assert response.status_code == 403
+
+
+async def test_patient_history(client: httpx.AsyncClient) -> None:
+    """Instance history of own data works, of another's is 404; type/system history is refused."""
+    assert (await client.get("Observation/o1v/_history", headers=auth("p1"))).status_code == 200
+    assert (await client.get("Observation/o2v/_history", headers=auth("p1"))).status_code == 404
+    assert (await client.get("Observation/_history", headers=auth("p1"))).status_code == 403
+    assert (await client.get("_history", headers=auth("p1"))).status_code == 403
+    assert (await client.get("Observation/_history", headers=auth("system-obs"))).status_code == 200
+    assert (await client.get("Patient/_history", headers=auth("system-obs"))).status_code == 403
+
+
+async def test_history_hides_versions_out_of_reach(client: httpx.AsyncClient) -> None:
+    """A resource relabelled from MENTAL to GENERAL: the carer sees the new version only."""
+    await client.put(
+        "Observation/o1l", json=obs("o1l", "p1", "laboratory", "GENERAL_HEALTH"), headers=auth("system")
+    )
+    body = (await client.get("Observation/o1l/_history", headers=auth("carer"))).json()
+    assert body["total"] == 1 and body["entry"][0]["response"]["etag"] == 'W/"2"'
+    assert (await client.get("Observation/o1l/_history/1", headers=auth("carer"))).status_code == 404
+    assert (await client.get("Observation/o1l/_history/2", headers=auth("carer"))).status_code == 200
+
+
+# -- granular scopes ---------------------------------------------------------------------------------
+
+
+async def test_granular_scope_returns_vital_signs_only(client: httpx.AsyncClient) -> None:
+    """patient/Observation.rs?category=...|vital-signs: searches find vital signs; a lab read is refused."""
+    assert await ids(client, "p1-vitals", "Observation") == ["o1v"]
+    assert (await client.get("Observation/o1l", headers=auth("p1-vitals"))).status_code == 404
+    assert (await client.get("Observation/o1v", headers=auth("p1-vitals"))).status_code == 200
+    body = (await client.get("Observation?_count=1", headers=auth("p1-vitals"))).json()
+    assert body["total"] == 1 and not any(link["relation"] == "next" for link in body["link"])
+
+
+# -- carers ----------------------------------------------------------------------------------------------
+
+
+async def test_carer_sees_granted_labels_only(client: httpx.AsyncClient) -> None:
+    """rp1 has GENERAL_HEALTH of p1: the mental-health and unlabeled items are out of reach."""
+    assert await ids(client, "carer", "Observation") == ["o1v", "o1x"]
+    assert (await client.get("Observation/o1l", headers=auth("carer"))).status_code == 404
+    assert (await client.get("Observation/o1u", headers=auth("carer"))).status_code == 404
+    assert (await client.get("Observation/o2v", headers=auth("carer"))).status_code == 404
+
+
+async def test_view_only_carer_cannot_write(client: httpx.AsyncClient) -> None:
+    """Access (view only) grants no create."""
+    new = obs("n", "p1", "vital-signs", "GENERAL_HEALTH")
+    assert (await client.post("Observation", json=new, headers=auth("carer"))).status_code == 403
+
+
+async def test_carer_loses_access_on_the_next_request_after_revocation(client: httpx.AsyncClient) -> None:
+    """The patient revokes (Consent -> inactive); the same live token reads nothing next time."""
+    assert (await client.get("Observation/o1v", headers=auth("carer"))).status_code == 200
+    revoked = consent("c1", "p1", "RelatedPerson/rp1", ["GENERAL_HEALTH"], ["access"], status="inactive")
+    assert (await client.put("Consent/c1", json=revoked, headers=auth("system"))).status_code == 200
+    assert (await client.get("Observation/o1v", headers=auth("carer"))).status_code == 404
+    assert await ids(client, "carer", "Observation") == []
+
+
+async def test_grant_past_its_end_date_grants_nothing(client: httpx.AsyncClient) -> None:
+    """provision.period.end in the past: expired grant."""
+    ended = consent("c1", "p1", "RelatedPerson/rp1", ["GENERAL_HEALTH"], ["access"])
+    ended["provision"]["period"]["end"] = "2021-01-01"
+    await client.put("Consent/c1", json=ended, headers=auth("system"))
+    assert await ids(client, "carer", "Observation") == []
+
+
+async def test_person_acts_for_several_patients_each_with_own_labels(client: httpx.AsyncClient) -> None:
+    """Person per1 (rp1 + rp2): p1 GENERAL only, p2 GENERAL + MENTAL — not p1's MENTAL."""
+    assert await ids(client, "person", "Observation") == ["o1v", "o1x", "o2m", "o2v"]
+    assert await ids(client, "person-p2", "Observation") == ["o2m", "o2v"]
+
+
+async def test_view_and_add_carer_adds_within_grant_only(client: httpx.AsyncClient) -> None:
+    """rp2 may add GENERAL/MENTAL items for p2; not SEXUAL_HEALTH, not unlabeled, not for p1."""
+
+    def post(body: Json) -> Any:
+        return client.post("Observation", json=body, headers=auth("person"))
+
+    assert (await post(obs("n", "p2", "vital-signs", "MENTAL_HEALTH"))).status_code == 201
+    assert (await post(obs("n", "p2", "vital-signs", "SEXUAL_HEALTH"))).status_code == 403
+    assert (await post(obs("n", "p2", "vital-signs", None))).status_code == 403
+    assert (await post(obs("n", "p1", "vital-signs", "GENERAL_HEALTH"))).status_code == 403
+
+
+# -- clinicians and systems ----------------------------------------------------------------------------------
+
+
+async def test_clinician_reaches_the_patients_of_their_organisation(client: httpx.AsyncClient) -> None:
+    """d1 works for the trust: p1 and p2, not p3 (another organisation)."""
+    assert await ids(client, "clinician", "Patient") == ["p1", "p2"]
+    assert (await client.get("Observation/o3v", headers=auth("clinician"))).status_code == 404
+    assert (await client.get("Observation/o2m", headers=auth("clinician"))).status_code == 200
+    created = await client.post(
+        "Observation", json=obs("n", "p3", "vital-signs", None), headers=auth("clinician")
+    )
+    assert created.status_code == 403
+
+
+async def test_system_client_is_bound_by_its_system_scopes(client: httpx.AsyncClient) -> None:
+    """system/Observation.rs: every Observation, no Patient, no writes."""
+    assert len(await ids(client, "system-obs", "Observation")) == 7
+    assert (await client.get("Patient/p1", headers=auth("system-obs"))).status_code == 403
+    new = obs("n", "p1", "vital-signs", None)
+    assert (await client.post("Observation", json=new, headers=auth("system-obs"))).status_code == 403
+
+
+async def test_batch_patch_entry_is_checked(client: httpx.AsyncClient) -> None:
+    """A PATCH entry in a batch on another patient's resource fails in its entry (404)."""
+    patch = base64.b64encode(
+        orjson.dumps([{"op": "replace", "path": "/status", "value": "amended"}])
+    ).decode()
+    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": binary, "request": {"method": "PATCH", "url": "Observation/o2v"}},
+            {"resource": binary, "request": {"method": "PATCH", "url": "Observation/o1v"}},
+        ],
+    }
+    body = (await client.post("", json=bundle, headers=auth("p1"))).json()
+    assert [e["response"]["status"][:3] for e in body["entry"]] == ["404", "200"]
