@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.errors import NotSupported
 from fhir_server.search.query import (
     AccessFilter,
     ChainClause,
@@ -53,16 +52,24 @@ TIE_BREAK: Order = [("cs", 1), ("_id", 1)]  # creation order, as the SQLite adap
 
 
 @dataclass(frozen=True, slots=True)
+class PatientsMeeting:
+    """The live Patients meeting every criterion (`AccessFilter.patient_criteria`, e.g. the patients
+    of a clinician's organisation). Not itself access-narrowed, as in the SQLite adapter."""
+
+    criteria: tuple[Criterion, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
-    """A chain or `_has` whose answer (resource keys "Type/id") translation needs.
+    """A set of resource keys ("Type/id") that translation needs from the database first.
 
     Chain: the live targets of `crit.target_types` satisfying `crit.inner`. Has: the resources that
     live `crit.source_type` resources satisfying `crit.inner` refer to through `crit.param`.
     Either way narrowed by `access`, which is part of the key because access rules are translated
-    without it.
+    without it. PatientsMeeting: those patients (access is None).
     """
 
-    crit: ChainClause | HasClause
+    crit: ChainClause | HasClause | PatientsMeeting
     access: AccessFilter | None
 
 
@@ -377,8 +384,10 @@ def has_filter(referenced: Sequence[str]) -> Doc:
 
 def chain_lookup_filter(lookup: Lookup, resolved: Resolved) -> Doc:
     """Where a lookup searches: live targets (chain) or live sources (`_has`) meeting the inner
-    criterion and the access filter."""
+    criterion and the access filter; or the live patients meeting the access criteria."""
     crit = lookup.crit
+    if isinstance(crit, PatientsMeeting):
+        return all_of([live_of(("Patient",)), *(criterion_filter(c, None, resolved) for c in crit.criteria)])
     types = crit.target_types if isinstance(crit, ChainClause) else (crit.source_type,)
     return all_of(
         [
@@ -456,12 +465,17 @@ def access_filter(access: AccessFilter | None, resolved: Resolved) -> Doc:
         parts.append(labels_filter(access))
     parts += [type_rule_filter(rule.resource_type, rule.any_of, resolved) for rule in access.extra]
     if access.patient_criteria:
-        # Fail closed: narrowing by the patients' own data (clinicians' organisations) is not
-        # translated for MongoDB yet; ignoring it would show every patient.
-        raise NotSupported("Organisation-wide (clinician) access is not available on the MongoDB adapter yet")
+        parts.append(
+            patients_filter(_answer(Lookup(PatientsMeeting(access.patient_criteria), None), resolved))
+        )
     if access.any_of:
         parts.append(any_of([access_filter(member, resolved) for member in access.any_of]))
     return all_of(parts)
+
+
+def patients_filter(patients: Sequence[str]) -> Doc:
+    """In the compartment of one of `patients` (a Patient lists itself, so it is judged by itself)."""
+    return {"compartments": {"$in": sorted(patients)}} if patients else FALSE
 
 
 def labels_filter(access: AccessFilter) -> Doc:

@@ -52,7 +52,7 @@ async def _translated(store: MongoStore, resolved: dict[mq.Lookup, list[str]], b
 
 
 async def _lookup(store: MongoStore, lookup: mq.Lookup, resolved: dict[mq.Lookup, list[str]]) -> list[str]:
-    """The keys a chain (live targets) or `_has` (targets of live sources) resolves to.
+    """The keys a chain (live targets), `_has` (targets of live sources) or patient criteria resolve to.
 
     The answer is materialised: a chain on a broad inner criterion (`subject:Patient.gender=female`)
     fetches every matching target id; docs/mongodb.md notes this cost.

@@ -327,6 +327,32 @@ def test_labels_can_require_a_label() -> None:
     assert mq.access_filter(access, {}) == {"$and": [{"$nor": [forbidden]}, labelled]}
 
 
+def test_patient_criteria_ask_for_the_patients_then_match_their_compartments() -> None:
+    criteria = (clause("organization", "reference", ReferenceValue("Organization", "1")),)
+    access = AccessFilter(patient_criteria=criteria)
+    with pytest.raises(mq.Unresolved) as asked:
+        mq.access_filter(access, {})
+    lookup = asked.value.lookup
+    assert lookup == mq.Lookup(mq.PatientsMeeting(criteria), None)
+    assert mq.chain_lookup_filter(lookup, {}) == {
+        "$and": [{"type": "Patient", "deleted": False}, em("organization", rt="Organization", ri="1")]
+    }
+    assert mq.access_filter(access, {lookup: ["Patient/b", "Patient/a"]}) == {
+        "compartments": {"$in": ["Patient/a", "Patient/b"]}
+    }
+    assert mq.access_filter(access, {lookup: []}) == mq.FALSE
+
+
+def test_any_of_is_a_union_of_access_filters() -> None:
+    access = AccessFilter(
+        types=frozenset({"Observation"}),
+        any_of=(AccessFilter(compartments=frozenset({"Patient/1"})), AccessFilter(types=frozenset())),
+    )
+    assert mq.access_filter(access, {}) == {
+        "$and": [{"type": {"$in": ["Observation"]}}, {"compartments": {"$in": ["Patient/1"]}}]
+    }
+
+
 def test_type_rules_apply_to_their_type_only() -> None:
     vitals = clause("category", "token", TokenValue(None, "vital-signs"))
     access = AccessFilter(extra=(TypeRule("Observation", ((vitals,),)),))

@@ -238,6 +238,20 @@ ACCESS = [
         ),
     ),
 ]
+ORGANISATION = _query("Patient?organization=Organization/1").criteria
+ACCESS += [
+    AccessFilter(patient_criteria=ORGANISATION),
+    AccessFilter(patient_criteria=_query("Patient?name=fam").criteria, types=frozenset({"Observation"})),
+    AccessFilter(
+        any_of=(
+            AccessFilter(
+                compartments=frozenset({"Patient/p1"}), extra=(TypeRule("Observation", ((VITALS,),)),)
+            ),
+            AccessFilter(compartments=frozenset({"Patient/p3"}), allowed_labels=frozenset()),
+            AccessFilter(patient_criteria=ORGANISATION),
+        )
+    ),
+]
 ACCESS_QUERIES = [
     "Observation?_count=50",
     "Patient?_count=50&_revinclude=Observation:subject",
