@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from fhir_server.indexing.entries import MAX_INSTANT, MIN_INSTANT
@@ -53,9 +53,22 @@ def _fold_short(s: str) -> str:
 def _fold(s: str) -> str:
     if s.isascii():
         return _SPACE.sub(" ", s).strip().lower()
-    decomposed = unicodedata.normalize("NFKD", s)
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    bare = _strip_marks(unicodedata.normalize("NFKD", s))
     return _SPACE.sub(" ", bare).strip().casefold()
+
+
+@cache
+def _marks() -> re.Pattern[str]:
+    """A character class of the BMP's combining marks (built once, ~10 ms): a regex removes them
+    about three times faster than testing unicodedata.combining() character by character."""
+    marks = [chr(c) for c in range(0x10000) if unicodedata.combining(chr(c))]
+    return re.compile("[" + "".join(re.escape(m) for m in marks) + "]")
+
+
+def _strip_marks(decomposed: str) -> str:
+    if max(decomposed) > "\uffff":  # marks beyond the BMP are rare: take the slow, complete way
+        return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _marks().sub("", decomposed)
 
 
 # FHIR date / dateTime / instant, at any precision. Seconds are optional after hh:mm because search
