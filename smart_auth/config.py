@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from authlib.common.security import is_secure_transport
+
 
 @dataclass(frozen=True)
 class AuthConfig:
@@ -33,6 +35,9 @@ class AuthConfig:
         object.__setattr__(self, "fhir_base_url", self.fhir_base_url.rstrip("/"))
         if self.user_token_seconds > 3600 or self.backend_token_seconds > 300:
             raise ValueError("SMART caps user tokens at 3600 s and backend tokens at 300 s")
+        # authlib refuses plain http outside loopback on every request; say so once, at start-up.
+        if not is_secure_transport(self.issuer + "/token"):
+            raise ValueError(f"issuer {self.issuer!r} must be https, or http on a loopback address")
 
     def endpoint(self, name: str) -> str:
         """The absolute URL of one of this server's endpoints, e.g. endpoint("token")."""

@@ -64,8 +64,8 @@ class Client:
     scopes: tuple[str, ...] = ()  # allowed scopes (Backend Services: the pre-authorised system/ scopes)
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
     launch_types: tuple[str, ...] = ("standalone", "ehr")
-    secret_hash: str | None = None
-    jwks: dict[str, Any] | None = None
+    secret_hash: str | None = field(default=None, repr=False)
+    jwks: dict[str, Any] | None = field(default=None, repr=False)
     jwks_uri: str | None = None
     can_introspect: bool = False  # resource servers may introspect any token; others only their own
     disabled: bool = False

@@ -120,6 +120,7 @@ _FIXED = {
     "launch/encounter": "Know which visit it is working with",
     "offline_access": "Keep access when you are not using it, until you revoke it",
     "online_access": "Keep access while you are using it",
+    "auth-admin": "Manage users and apps of this service (administrators only)",
 }
 _ACTIONS = {"c": "add", "r": "read", "u": "change", "d": "delete", "s": "search"}
 _WHOSE = {"patient": "in this record", "user": "you can see", "system": "on this server"}

@@ -238,14 +238,15 @@ class AuthRoutes:
     # --- consent ---
     async def consent_form(self, request: Request) -> Response:
         flow = self._flow(request.query_params.get("flow"), step="consent")
-        if flow is None or self._flow_user(flow) is None:
+        user = self._flow_user(flow)
+        if flow is None or user is None:
             return _html(pages.error_page("Sign-in expired", _EXPIRED), 400)
         page = pages.consent_page(
             self._url("consent"),
             flow.id,
             flow.csrf,
             self._client_name(flow),
-            self._grantable(flow),
+            self._grantable(flow, user),
             flow.patient_display or flow.patient,
         )
         return _html(page)
@@ -257,16 +258,20 @@ class AuthRoutes:
         if flow is None or user is None:
             return _html(pages.error_page("Sign-in expired", _EXPIRED), 400)
         ticked = set(form.getlist("scope"))
-        granted = [s for s in self._grantable(flow) if s in ticked]
+        granted = [s for s in self._grantable(flow, user) if s in ticked]
         if form.get("decision") != "allow" or not granted:
             return self._deny(flow)
         return self._issue_code(flow, user, granted)
 
-    def _grantable(self, flow: Flow) -> list[str]:
-        """The requested scopes this client may be given (what the consent page offers)."""
+    def _grantable(self, flow: Flow, user: User) -> list[str]:
+        """The requested scopes this client may be given to this user (what the consent page offers)."""
         client = self.store.client(flow.client_id)
         allowed = client.get_allowed_scope(" ".join(flow.requested)) if client else None
-        return [s for s in scope_rules.split(allowed) if not s.startswith("system/")]
+        return [
+            s
+            for s in scope_rules.split(allowed)
+            if not s.startswith("system/") and (s != scope_rules.ADMIN_SCOPE or user.kind == "admin")
+        ]
 
     def _issue_code(self, flow: Flow, user: User, granted: list[str]) -> Response:
         items = [(k, v) for k, v in flow.params if k != "scope"] + [("scope", " ".join(granted))]

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 
 CONTEXTS = ("patient", "user", "system")
-# Scopes that are not about FHIR resources and that this server understands.
+# Scopes that are not about FHIR resources and that this server understands. `auth-admin` (the admin
+# HTTP API) is granted only to users of kind admin.
+ADMIN_SCOPE = "auth-admin"
 NON_CLINICAL = frozenset(
     {
         "openid",
@@ -24,6 +26,7 @@ NON_CLINICAL = frozenset(
         "launch/encounter",
         "offline_access",
         "online_access",
+        ADMIN_SCOPE,
     }
 )
 _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}

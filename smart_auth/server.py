@@ -7,6 +7,7 @@ after reading the request body (authlib's calls are synchronous; the routes run 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import defaultdict
@@ -38,6 +39,9 @@ from smart_auth.store import AuthStore
 from smart_auth.tokens import Grant, Issued, TokenIssuer, TokenVerifier
 
 USER_AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "none"]
+# authlib logs issued tokens at DEBUG ("Issue token %r to %r"). Tokens must never reach logs, so its
+# OAuth 2 loggers stay at INFO or above whatever level the application's root logger is set to.
+logging.getLogger("authlib.oauth2").setLevel(logging.INFO)
 
 
 class HttpPayload(OAuth2Payload):  # type: ignore[misc]

@@ -15,6 +15,7 @@ from fastapi import APIRouter
 
 from smart_auth import discovery
 from smart_auth.admin import AuthAdmin
+from smart_auth.admin_api import admin_router
 from smart_auth.assertion import JwksSource
 from smart_auth.config import AuthConfig
 from smart_auth.keys import KeyRing
@@ -62,6 +63,7 @@ class AuthService:
             patients_for_user or patients_on_record,
         )
         self.router: APIRouter = self._routes.router
+        self.router.include_router(admin_router(self.admin, self.verify_access_token), prefix="/admin")
 
     async def open(self) -> None:
         self.store.open()
