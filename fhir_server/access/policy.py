@@ -207,7 +207,8 @@ def merge(a: AccessFilter, b: AccessFilter) -> AccessFilter | None:
         compartments=compartments,
         allowed_labels=_meet(a.allowed_labels, b.allowed_labels),
         label_system=labelled.label_system,
-        allow_unlabeled=a.allow_unlabeled and b.allow_unlabeled,
+        # allow_unlabeled means something only beside a label set (None: no label rule at all).
+        allow_unlabeled=all(f.allow_unlabeled for f in (a, b) if f.allowed_labels is not None),
         extra=a.extra + b.extra,
         patient_criteria=a.patient_criteria + b.patient_criteria,
     )
