@@ -55,14 +55,15 @@ def plan_put(
 ) -> WriteOp:
     """A WriteOp storing `resource` as version expected_version + 1 of `Type/id`."""
     stamped = stamp(resource, id, expected_version + 1, now)
+    entries = extract_entries(stamped)
     return WriteOp(
         resource_type=stamped["resourceType"],
         id=id,
         expected_version=expected_version,
         last_updated=now,
         body=encode(stamped),
-        entries=extract_entries(stamped),
-        compartments=patient_compartments(stamped),
+        entries=entries,
+        compartments=patient_compartments(stamped, entries),
         method=method,
     )
 
