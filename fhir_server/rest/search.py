@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import orjson
+
 from fhir_server.errors import BadRequest
 from fhir_server.rest.common import require_id, require_live
 from fhir_server.rest.context import RequestContext
 from fhir_server.search.bundle import Links, searchset
-from fhir_server.search.parse import ParsedSearch, parse_search
-from fhir_server.search.query import AccessFilter, SearchQuery
+from fhir_server.search.parse import ParsedSearch, ValueSetCodes, parse_search, value_set_urls
+from fhir_server.search.query import AccessFilter, Clause, SearchQuery, UriValue
+from fhir_server.search.valuesets import value_set_codes
 from fhir_server.storage.port import StoredResource
 
 Params = Sequence[tuple[str, str]]
@@ -33,7 +36,10 @@ async def search_bundle(
 ) -> bytes:
     """A searchset Bundle for `GET [base]/[type]?params` (type None: system level; with
     `compartment="Patient/1"`: `GET [base]/Patient/1/[type]`)."""
-    parsed = parse_search(resource_type, params, strict=ctx.strict, base_url=ctx.base_url)
+    value_sets = await _value_sets(ctx, params)
+    parsed = parse_search(
+        resource_type, params, strict=ctx.strict, base_url=ctx.base_url, value_sets=value_sets
+    )
     path = _path(resource_type, compartment)
     return await _run(ctx, parsed, path, compartment)
 
@@ -45,7 +51,9 @@ async def find_matches(
 
     Always strict: silently ignoring a criterion here could update or delete the wrong resources.
     """
-    parsed = parse_search(resource_type, _criteria_only(params), strict=True, base_url=ctx.base_url)
+    criteria = _criteria_only(params)
+    value_sets = await _value_sets(ctx, criteria)
+    parsed = parse_search(resource_type, criteria, strict=True, base_url=ctx.base_url, value_sets=value_sets)
     query = replace(parsed.query, count=limit, offset=0, total="none", sort=(), includes=(), revincludes=())
     page = await ctx.store.search(replace(query, access=access_filter(ctx)))
     return page.matches
@@ -71,6 +79,23 @@ async def _run(ctx: RequestContext, parsed: ParsedSearch, path: str, compartment
     count_given = any(k == "_count" for k, _ in parsed.used)
     links = Links(ctx.base_url, path, used, query.count, query.offset, count_given)
     return searchset(page, links, summary=parsed.summary, elements=parsed.elements, ignored=parsed.ignored)
+
+
+async def _value_sets(ctx: RequestContext, params: Params) -> dict[str, ValueSetCodes]:
+    """Expand the value sets `:in` / `:not-in` name, from the ValueSets stored here (by url).
+
+    Terminology is not patient data, so this lookup is not access-narrowed; it only feeds codes to
+    the query, which itself is narrowed.
+    """
+    found: dict[str, ValueSetCodes] = {}
+    for url in value_set_urls(params):
+        criterion = Clause("url", "uri", (UriValue(url),))
+        query = SearchQuery(resource_types=("ValueSet",), criteria=(criterion,), count=1, total="none")
+        page = await ctx.store.search(query)
+        codes = value_set_codes(orjson.loads(page.matches[0].body)) if page.matches else None
+        if codes is not None:
+            found[url] = codes
+    return found
 
 
 def access_filter(ctx: RequestContext) -> AccessFilter | None:

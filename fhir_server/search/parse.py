@@ -9,7 +9,9 @@ Choices where the spec leaves room (also in the CapabilityStatement's spirit):
   word of the narrative / of the resource's string values. No stemming, no boolean operators.
 - `_list=id`: resources referenced by `List/id`'s entries (functional lists like `$current-*` are
   not supported).
-- Token `:in`, `:not-in`, `:above`, `:below` are not supported (we hold no terminology service);
+- Token `:in` / `:not-in` work for value sets stored on this server whose content is enumerated
+  (`expansion.contains`, or `compose.include` concepts / whole code systems; the REST layer expands
+  them, see `rest/search.py`); `:above` / `:below` are not supported (no subsumption service);
   `:text` is a folded substring of the coding display / CodeableConcept text; `:of-type` works on
   Identifier-typed parameters (`identifier:of-type=typeSystem|typeCode|value`).
 - Empty values (`name=`) are ignored, as the spec says, and reported in `ignored`.
@@ -59,7 +61,7 @@ _SPECIAL_KINDS: dict[str, Kind] = {
 _COMMON_KINDS: dict[str, Kind] = {"_tag": "token", "_security": "token", "_profile": "uri", "_source": "uri"}
 _MODIFIERS: dict[str, frozenset[str]] = {
     "string": frozenset({"exact", "contains", "missing"}),
-    "token": frozenset({"not", "text", "of-type", "missing"}),
+    "token": frozenset({"not", "text", "of-type", "in", "not-in", "missing"}),
     "reference": frozenset({"identifier", "missing"}),  # plus :[Type]
     "uri": frozenset({"above", "below", "missing"}),
     "number": frozenset({"missing"}),
@@ -71,7 +73,7 @@ _MODIFIERS: dict[str, frozenset[str]] = {
     "text": frozenset(),
     "content": frozenset(),
 }
-_UNSUPPORTED_MODIFIERS = {"in", "not-in", "above", "below", "type", "iterate"}
+_UNSUPPORTED_MODIFIERS = {"above", "below", "type", "iterate"}
 _PREFIXED = {"number", "date", "quantity", "lastUpdated"}
 
 
@@ -84,6 +86,18 @@ class _ParamDef(Protocol):
     def type(self) -> str: ...
     @property
     def targets(self) -> Sequence[str]: ...
+
+
+ValueSetCodes = tuple[tuple[str, str | None], ...]
+"""A value set's content as (system, code) pairs; code None = every code of that system."""
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """What parsing may consult beyond the parameters themselves."""
+
+    base_url: str | None = None
+    value_sets: Mapping[str, ValueSetCodes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +137,19 @@ def parse_search(
     *,
     strict: bool = True,
     base_url: str | None = None,
+    value_sets: Mapping[str, ValueSetCodes] | None = None,
 ) -> ParsedSearch:
-    """Parse `params` for a search on `resource_type` (None: system level, narrowed by `_type`)."""
+    """Parse `params` for a search on `resource_type` (None: system level, narrowed by `_type`).
+
+    `base_url`: our own absolute references become local ones. `value_sets`: url -> codes of the
+    value sets `:in` / `:not-in` may name (the REST layer expands those the server holds).
+    """
     types = _search_types(resource_type, params)
     state = _State(types, SearchQuery(resource_types=types))
+    env = Env(base_url, value_sets or {})
     for name, value in params:
         try:
-            _one(state, name, value, base_url)
+            _one(state, name, value, env)
         except BadRequest as error:
             if strict:
                 raise
@@ -152,7 +172,7 @@ def _require_known_type(resource_type: str, where: str) -> None:
         raise BadRequest(f"'{resource_type}' in {where} is not a resource type this server supports")
 
 
-def _one(state: _State, name: str, value: str, base_url: str | None) -> None:
+def _one(state: _State, name: str, value: str, env: Env) -> None:
     """Apply one parameter to the state (or raise BadRequest)."""
     base = name.split(":", 1)[0]
     if base in _IGNORED_BY_SEARCH or base == "_type":
@@ -165,7 +185,7 @@ def _one(state: _State, name: str, value: str, base_url: str | None) -> None:
         return
     if value == "":
         raise BadRequest(f"Search parameter '{name}' has an empty value; it was ignored")
-    state.criteria.append(parse_criterion(state.types, name, value, base_url=base_url))
+    state.criteria.append(parse_criterion(state.types, name, value, env=env))
     state.used.append((name, value))
 
 
@@ -173,21 +193,22 @@ def _one(state: _State, name: str, value: str, base_url: str | None) -> None:
 
 
 def parse_criterion(
-    types: tuple[str, ...], name: str, value: str, *, base_url: str | None = None, depth: int = 0
+    types: tuple[str, ...], name: str, value: str, *, env: Env | None = None, depth: int = 0
 ) -> Criterion:
     """One `name=value` filter on resources of `types` (empty: any type)."""
+    env = env or Env()
     if depth > MAX_CHAIN_DEPTH:
         raise BadRequest(f"'{name}' chains deeper than {MAX_CHAIN_DEPTH} levels")
     if name.startswith("_has:"):
-        return _parse_has(types, name, value, base_url, depth)
+        return _parse_has(types, name, value, env, depth)
     head, dot, rest = name.partition(".")
     if dot:
-        return _parse_chain(types, head, rest, value, base_url, depth)
+        return _parse_chain(types, head, rest, value, env, depth)
     code, _, modifier = head.partition(":")
     if code == "_list":
         return _parse_list(types, modifier, value)
     kind, defs = resolve(types, code)
-    return _clause(types, code, kind, defs, modifier or None, value, base_url)
+    return _clause(types, code, kind, defs, modifier or None, value, env)
 
 
 def resolve(types: tuple[str, ...], code: str) -> tuple[Kind, list[_ParamDef]]:
@@ -235,7 +256,7 @@ def _clause(
     defs: list[_ParamDef],
     modifier: str | None,
     raw: str,
-    base_url: str | None,
+    env: Env,
 ) -> Clause:
     modifier = _check_modifier(types, code, kind, defs, modifier)
     components = _components(types, kind, defs)
@@ -243,11 +264,13 @@ def _clause(
         return Clause(code, kind, (_parse_missing(code, raw),), components=components)
     if modifier == "of-type":
         return _of_type(code, raw)
+    if modifier in ("in", "not-in"):
+        return _in_value_set(code, modifier, raw, env)
     if kind == "reference" and modifier is None:
         modifier = _only_target(defs)  # `patient=1` means Patient/1: a tighter index lookup
     parsed: list[Value] = []
     for part in v.split_unescaped(raw, ","):
-        value = _value(code, kind, modifier, part, components, base_url)
+        value = _value(code, kind, modifier, part, components, env)
         parsed += [value, *_as_canonical(value, v.unescape(part))]
     return Clause(code, kind, tuple(parsed), negate=modifier == "not", components=components)
 
@@ -295,6 +318,28 @@ def _of_type(code: str, raw: str) -> Clause:
     return Clause(f"{code}:of-type", "token", tuple(values))
 
 
+def _in_value_set(code: str, modifier: str, raw: str, env: Env) -> Clause:
+    """`:in` = a code of the value set; `:not-in` = none of its codes (like `:not`)."""
+    url = v.unescape(raw).split("|", 1)[0]
+    codes = env.value_sets.get(url)
+    if codes is None:
+        raise BadRequest(
+            f"'{code}:{modifier}': value set '{url}' is not one this server holds and can expand"
+        )
+    values: tuple[Value, ...] = tuple(TokenValue(system, c) for system, c in codes)
+    return Clause(code, "token", values, negate=modifier == "not-in")
+
+
+def value_set_urls(params: Sequence[tuple[str, str]]) -> list[str]:
+    """The value sets named by `:in` / `:not-in` parameters, for the caller to expand first."""
+    found = [
+        v.unescape(value).split("|", 1)[0]
+        for name, value in params
+        if name.rsplit(".", 1)[-1].endswith((":in", ":not-in"))
+    ]
+    return list(dict.fromkeys(found))
+
+
 def _parse_missing(code: str, raw: str) -> MissingValue:
     if raw not in ("true", "false"):
         raise BadRequest(f"'{code}:missing' takes true or false, not '{raw}'")
@@ -302,19 +347,17 @@ def _parse_missing(code: str, raw: str) -> MissingValue:
 
 
 def _value(
-    code: str, kind: Kind, modifier: str | None, raw: str, components: tuple[Kind, ...], base_url: str | None
+    code: str, kind: Kind, modifier: str | None, raw: str, components: tuple[Kind, ...], env: Env
 ) -> Value:
     if raw == "":
         raise BadRequest(f"Search parameter '{code}' has an empty value inside its list")
     try:
-        return _typed_value(kind, modifier, raw, components, base_url)
+        return _typed_value(kind, modifier, raw, components, env)
     except ValueError as error:
         raise BadRequest(f"Search parameter '{code}': {error}") from None
 
 
-def _typed_value(
-    kind: Kind, modifier: str | None, raw: str, components: tuple[Kind, ...], base_url: str | None
-) -> Value:
+def _typed_value(kind: Kind, modifier: str | None, raw: str, components: tuple[Kind, ...], env: Env) -> Value:
     if kind in ("number",):
         return v.parse_number(raw)
     if kind in ("date", "lastUpdated"):
@@ -326,10 +369,10 @@ def _typed_value(
     if kind in ("token", "id"):
         return _token_or_id(kind, modifier, raw)
     if kind == "reference":
-        return v.parse_reference(raw, modifier, base_url)
+        return v.parse_reference(raw, modifier, env.base_url)
     if kind == "uri":
         return v.parse_uri(raw, modifier)
-    return _composite(raw, components, base_url)
+    return _composite(raw, components, env)
 
 
 def _token_or_id(kind: Kind, modifier: str | None, raw: str) -> TokenValue:
@@ -338,12 +381,12 @@ def _token_or_id(kind: Kind, modifier: str | None, raw: str) -> TokenValue:
     return v.parse_token(raw, "text" if modifier == "text" else None)
 
 
-def _composite(raw: str, components: tuple[Kind, ...], base_url: str | None) -> CompositeValue:
+def _composite(raw: str, components: tuple[Kind, ...], env: Env) -> CompositeValue:
     parts = v.split_unescaped(raw, "$")
     if len(parts) != len(components):
         raise ValueError(f"'{raw}' needs {len(components)} parts separated by $ ({', '.join(components)})")
     return CompositeValue(
-        tuple(_typed_value(k, None, p, (), base_url) for k, p in zip(components, parts, strict=True))
+        tuple(_typed_value(k, None, p, (), env) for k, p in zip(components, parts, strict=True))
     )
 
 
@@ -358,9 +401,7 @@ def _components(types: tuple[str, ...], kind: Kind, defs: list[_ParamDef]) -> tu
 # -- chains, reverse chains, _list ---------------------------------------------------------------
 
 
-def _parse_chain(
-    types: tuple[str, ...], head: str, rest: str, raw: str, base_url: str | None, depth: int
-) -> ChainClause:
+def _parse_chain(types: tuple[str, ...], head: str, rest: str, raw: str, env: Env, depth: int) -> ChainClause:
     code, _, type_modifier = head.partition(":")
     kind, defs = resolve(types, code)
     if kind != "reference":
@@ -372,7 +413,7 @@ def _parse_chain(
         raise BadRequest(
             f"Chained search '{head}.{rest}': no target type of '{code}' has a parameter '{inner_code}'"
         )
-    inner = parse_criterion(usable, rest, raw, base_url=base_url, depth=depth + 1)
+    inner = parse_criterion(usable, rest, raw, env=env, depth=depth + 1)
     return ChainClause(code, usable, inner)
 
 
@@ -382,7 +423,7 @@ def _knows(resource_type: str, code: str) -> bool:
     return code in get_registry().params_for(resource_type)
 
 
-def _parse_has(types: tuple[str, ...], name: str, raw: str, base_url: str | None, depth: int) -> HasClause:
+def _parse_has(types: tuple[str, ...], name: str, raw: str, env: Env, depth: int) -> HasClause:
     parts = name.split(":", 3)
     if len(parts) != 4 or not all(parts[1:]):
         raise BadRequest(f"'{name}' is not a reverse chain: use _has:Type:reference:parameter=value")
@@ -394,7 +435,7 @@ def _parse_has(types: tuple[str, ...], name: str, raw: str, base_url: str | None
     targets = {t for d in defs for t in d.targets}
     if types and targets and not targets.intersection(types):
         raise BadRequest(f"'{name}': {source}.{ref_code} never refers to {', '.join(types)}")
-    inner = parse_criterion((source,), rest, raw, base_url=base_url, depth=depth + 1)
+    inner = parse_criterion((source,), rest, raw, env=env, depth=depth + 1)
     return HasClause(source, ref_code, inner)
 
 

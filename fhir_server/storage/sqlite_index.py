@@ -590,6 +590,8 @@ def _generic(alias: str, kind: str) -> Col:
 def _rank(clause: Clause) -> float | None:
     """How selective an index lookup for this clause is likely to be (None: not index-friendly)."""
     values = clause.values
+    if not values:
+        return None  # e.g. `:in` an empty value set: nothing to look up
     if clause.kind == "reference":
         return 1
     if clause.kind == "token" and all(

@@ -125,3 +125,21 @@ async def test_conditional_create_finds_the_existing_match(app_client: httpx.Asy
     )
     assert response.status_code == 200
     assert (await app_client.get("Patient", params={"name": "smith"})).json()["total"] == 1
+
+
+async def test_token_in_a_value_set_held_here(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    value_set = {
+        "resourceType": "ValueSet",
+        "id": "bp",
+        "url": "http://example.org/vs/bp",
+        "status": "active",
+        "compose": {"include": [{"system": "http://loinc.org", "concept": [{"code": "8480-6"}]}]},
+    }
+    await put(app_client, value_set)
+    found = (await app_client.get("Observation", params={"code:in": "http://example.org/vs/bp"})).json()
+    assert found["total"] == 4
+    none = (await app_client.get("Observation", params={"code:not-in": "http://example.org/vs/bp"})).json()
+    assert none["total"] == 0
+    unknown = await app_client.get("Observation", params={"code:in": "http://example.org/vs/unknown"})
+    assert unknown.status_code == 400

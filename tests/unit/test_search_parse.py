@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from fhir_server.errors import BadRequest
 from fhir_server.indexing.normalize import date_bounds
 from fhir_server.search import values as v
-from fhir_server.search.parse import MAX_COUNT, parse_search
+from fhir_server.search.parse import MAX_COUNT, parse_search, value_set_urls
 from fhir_server.search.query import (
     ChainClause,
     Clause,
@@ -31,6 +31,7 @@ from fhir_server.search.query import (
     TokenValue,
     UriValue,
 )
+from fhir_server.search.valuesets import value_set_codes
 
 DAY = 86_400_000_000
 
@@ -275,6 +276,36 @@ def test_summary_count_asks_for_no_entries_and_a_total() -> None:
     assert query.count == 0 and query.total == "accurate"
 
 
+def test_in_and_not_in_use_the_given_value_sets() -> None:
+    sets = {"http://vs": (("http://s", "a"), ("http://t", None))}
+    parsed = parse_search(
+        "Observation", [("code:in", "http://vs"), ("category:not-in", "http://vs")], value_sets=sets
+    )
+    assert parsed.query.criteria == (
+        Clause("code", "token", (TokenValue("http://s", "a"), TokenValue("http://t", None))),
+        Clause("category", "token", (TokenValue("http://s", "a"), TokenValue("http://t", None)), negate=True),
+    )
+    assert value_set_urls([("code:in", "http://vs"), ("subject:Patient.gender:not-in", "http://g")]) == [
+        "http://vs",
+        "http://g",
+    ]
+
+
+def test_value_set_codes_only_from_enumerated_content() -> None:
+    include = {"system": "http://s", "concept": [{"code": "a"}, {"code": "b"}]}
+    assert value_set_codes({"compose": {"include": [include, {"system": "http://t"}]}}) == (
+        ("http://s", "a"),
+        ("http://s", "b"),
+        ("http://t", None),
+    )
+    nested = {
+        "contains": [{"system": "http://s", "code": "a", "contains": [{"system": "http://s", "code": "b"}]}]
+    }
+    assert value_set_codes({"expansion": nested}) == (("http://s", "a"), ("http://s", "b"))
+    assert value_set_codes({"compose": {"include": [{"system": "http://s", "filter": [{}]}]}}) is None
+    assert value_set_codes({"compose": {"include": [include], "exclude": [include]}}) is None
+
+
 # -- errors (strict) and lenient handling ----------------------------------------------------------
 
 
@@ -283,7 +314,8 @@ def test_summary_count_asks_for_no_entries_and_a_total() -> None:
     [
         ("foo=1", "Unknown search parameter 'foo' for Patient. Known: "),
         ("name:nonsense=x", "Modifier ':nonsense'"),
-        ("gender:in=http://vs", "':in' on token search parameter 'gender' is not supported"),
+        ("gender:in=http://vs", "value set 'http://vs' is not one this server holds"),
+        ("gender:above=x", "':above' on token search parameter 'gender' is not supported"),
         ("birthdate=2026-13", "birthdate"),
         ("birthdate=xx2026", "birthdate"),
         ("_count=-1", "_count"),
