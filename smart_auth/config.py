@@ -16,7 +16,8 @@ class AuthConfig:
     user_token_seconds: int = 3600  # SMART: user access tokens live at most one hour
     backend_token_seconds: int = 300  # SMART Backend Services: at most five minutes
     code_seconds: int = 60  # authorization codes are short-lived (RFC 6749 recommends <= 10 min)
-    refresh_token_days: int = 30  # offline_access; online_access refresh tokens get the same cap
+    refresh_token_days: int = 30  # offline_access refresh tokens
+    online_refresh_seconds: int = 12 * 3600  # online_access alone: no sign-in session to bind to, so short
     flow_seconds: int = 900  # time a user has to get through login, picker and consent
     launch_seconds: int = 600  # time between an EHR creating a launch and the app using it
     lockout_threshold: int = 5  # consecutive failed logins before the account is locked

@@ -13,6 +13,9 @@ from smart_auth.config import AuthConfig
 from smart_auth.keys import SIGNING_ALG
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+# Not claimed: permission-online (online_access is accepted, but its refresh tokens are not bound to a
+# sign-in session, which that capability means: they only get a shorter life) and
+# context-standalone-encounter (there is no encounter picker).
 CAPABILITIES = [
     "launch-standalone",
     "launch-ehr",
@@ -26,7 +29,6 @@ CAPABILITIES = [
     "context-ehr-encounter",
     "context-banner",
     "permission-offline",
-    "permission-online",
     "permission-patient",
     "permission-user",
     "permission-v1",

@@ -375,12 +375,17 @@ class SmartIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
                 "patient",
                 "encounter",
                 "fhirUser",
+                "need_patient_banner",
                 "jti",
             )
-            return {"active": True, "token_type": "Bearer", **{k: claims[k] for k in keep if k in claims}}
+            payload = {"active": True, "token_type": "Bearer", **{k: claims[k] for k in keep if k in claims}}
+            style = self.server.config.smart_style_url
+            if style and "need_patient_banner" in claims:  # it was in the token response too
+                payload["smart_style_url"] = style
+            return payload
         assert token.refresh is not None
         body = token.refresh.body
-        payload = {
+        return {
             "active": True,
             "token_type": "refresh_token",
             "scope": token.refresh.get_scope(),
@@ -388,10 +393,8 @@ class SmartIntrospection(IntrospectionEndpoint):  # type: ignore[misc]
             "exp": token.refresh_expires,
             "sub": token.refresh.user_id,
             "iss": self.server.config.issuer,
+            **({"patient": body["patient"]} if body.get("patient") else {}),
         }
-        if body.get("patient"):
-            payload["patient"] = body["patient"]
-        return payload
 
 
 class SmartRevocation(RevocationEndpoint):  # type: ignore[misc]

@@ -92,11 +92,13 @@ class TokenIssuer:
             "exp": exp,
             "kind": grant.user.kind if grant.user else "system",
         }
-        optional = {"patient": grant.patient, "encounter": grant.encounter}
+        optional: dict[str, Any] = {"patient": grant.patient, "encounter": grant.encounter}
+        if grant.user and grant.patient:  # a launch context parameter: introspection repeats it
+            optional["need_patient_banner"] = grant.need_patient_banner is not False
         if grant.user:
             optional["fhirUser"] = self.absolute(grant.user.fhir_user)
             optional["org"] = grant.user.organization
-        claims.update({k: v for k, v in optional.items() if v})
+        claims.update({k: v for k, v in optional.items() if v is not None})
         return self._sign(claims, ACCESS_TOKEN_TYPE)
 
     def _id_token(self, grant: Grant, user: User, now: int, exp: int) -> str:
@@ -121,7 +123,9 @@ class TokenIssuer:
         token = new_secret()
         issued.body["refresh_token"] = token
         issued.refresh_digest = secret_digest(token)
-        issued.refresh_expires = now + self._config.refresh_token_days * 86400
+        offline = "offline_access" in grant.scopes
+        lifetime = self._config.refresh_token_days * 86400 if offline else self._config.online_refresh_seconds
+        issued.refresh_expires = now + lifetime
         issued.refresh_body = {
             "scopes": list(grant.scopes),
             "patient": grant.patient,

@@ -466,6 +466,7 @@ async def test_introspection_needs_client_authentication_and_reports_context(aut
     assert anonymous.status_code == 401
     info = (await client.post("/auth/introspect", data={"token": token["access_token"]}, auth=basic)).json()
     assert info["active"] is True and info["patient"] == "p1" and info["client_id"] == "app"
+    assert info["scope"] == token["scope"] and info["need_patient_banner"] is True
     assert info["fhirUser"] == f"{FHIR_BASE}/Patient/p1" and info["iss"] == ISSUER and info["exp"] > 0
     assert (await client.post("/auth/introspect", data={"token": "nonsense"}, auth=basic)).json() == {
         "active": False

@@ -149,3 +149,5 @@ def test_refresh_token_only_for_offline_or_online_access(parts: Parts) -> None:
     offline = parts.issuer.issue(Grant(APP, ALICE, ("patient/*.rs", "offline_access")), include_refresh=True)
     assert "refresh_token" not in plain.body and offline.body["refresh_token"]
     assert offline.refresh_digest and offline.refresh_digest != offline.body["refresh_token"]
+    online = parts.issuer.issue(Grant(APP, ALICE, ("patient/*.rs", "online_access")), include_refresh=True)
+    assert online.refresh_expires - time.time() <= 12 * 3600 < offline.refresh_expires - time.time()
