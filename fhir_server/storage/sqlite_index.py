@@ -67,6 +67,7 @@ _TRUE: Sql = ("1", [])
 _FALSE: Sql = ("0", [])
 _HIGHEST = "\U0010ffff"  # sorts after any character: prefix p matches [p, p + _HIGHEST)
 MAX_INCLUDES = 1000
+MAX_DRIVING_VALUES = 100  # SQLite allows 500 terms in a compound SELECT
 MAX_ITERATIONS = 4
 # Parameters answered from the resource table itself, so their entries are not stored twice.
 _RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
@@ -336,10 +337,15 @@ def _uri_sql(value: UriValue, col: Col) -> Sql:
 
 
 def _any_of(parts: Iterable[Sql]) -> Sql:
+    """OR of the parts as a balanced tree: SQLite refuses expressions nested over 1000 deep, which
+    a flat chain of a large value set's codes would be."""
     items = list(parts)
     if not items:
         return _FALSE
-    return "(" + " OR ".join(p[0] for p in items) + ")", [a for p in items for a in p[1]]
+    if len(items) == 1:
+        return f"({items[0][0]})", items[0][1]
+    left, right = _any_of(items[: len(items) // 2]), _any_of(items[len(items) // 2 :])
+    return f"({left[0]} OR {right[0]})", [*left[1], *right[1]]
 
 
 def _all_of(parts: Iterable[Sql]) -> Sql:
@@ -590,8 +596,8 @@ def _generic(alias: str, kind: str) -> Col:
 def _rank(clause: Clause) -> float | None:
     """How selective an index lookup for this clause is likely to be (None: not index-friendly)."""
     values = clause.values
-    if not values:
-        return None  # e.g. `:in` an empty value set: nothing to look up
+    if not values or len(values) > MAX_DRIVING_VALUES:
+        return None  # nothing to look up, or more lookups than one UNION may hold: probe instead
     if clause.kind == "reference":
         return 1
     if clause.kind == "token" and all(

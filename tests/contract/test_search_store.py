@@ -301,6 +301,13 @@ async def test_composite_code_value_quantity(store: Store) -> None:
     assert await ids(store, "Observation", "code-value-quantity=8480-6$lt100") == []
 
 
+async def test_long_or_lists(store: Store) -> None:
+    """Thousands of OR values (a large value set, a long id list) still run."""
+    await put(store, obs("a", code="c-1500"), obs("b", code="other"))
+    codes = ",".join(f"c-{i}" for i in range(3000))
+    assert await ids(store, "Observation", f"code={codes}") == ["a"]
+
+
 async def test_missing(store: Store) -> None:
     await put(store, obs("dated", effectiveDateTime="2026"), obs("undated"))
     assert await ids(store, "Observation", "date:missing=true") == ["undated"]
