@@ -57,7 +57,7 @@ def user_json(user: User) -> dict[str, Any]:
 
 
 def client_json(client: Client) -> dict[str, Any]:
-    body = {k: v for k, v in asdict(client).items() if k not in ("secret_hash", "extra")}
+    body = {k: v for k, v in asdict(client).items() if k != "secret_hash"}
     return {**body, **{k: list(v) for k, v in body.items() if isinstance(v, tuple)}}
 
 

@@ -69,7 +69,6 @@ class Client:
     jwks_uri: str | None = None
     can_introspect: bool = False  # resource servers may introspect any token; others only their own
     disabled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # --- authlib ClientMixin ---
     def get_client_id(self) -> str:

@@ -294,6 +294,7 @@ class SmartRefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
             encounter=body["encounter"],
             need_patient_banner=body["need_patient_banner"],
             auth_time=body["auth_time"],
+            refresh_scopes=tuple(body["scopes"]),
         )
         return self.server.issue(self.request, grant, include_refresh_token)
 

@@ -409,7 +409,6 @@ def _client_body(client: Client) -> str:
             "jwks": client.jwks,
             "jwks_uri": client.jwks_uri,
             "can_introspect": client.can_introspect,
-            "extra": client.extra,
         }
     ).decode()
 

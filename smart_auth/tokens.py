@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
@@ -42,7 +42,9 @@ class Grant:
     need_patient_banner: bool | None = None
     nonce: str | None = None
     auth_time: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The refresh token's scope when it differs from the access token's: RFC 6749 section 6 keeps a
+    # rotated refresh token's scope identical even when the client asks for a narrower access token.
+    refresh_scopes: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -76,7 +78,7 @@ class TokenIssuer:
         if grant.user and "openid" in grant.scopes:
             body["id_token"] = self._id_token(grant, grant.user, now, exp)
         issued = Issued(body, jti, exp)
-        if include_refresh and grant.user and needs_refresh_token(grant.scopes):
+        if include_refresh and grant.user and needs_refresh_token(grant.refresh_scopes or grant.scopes):
             self._add_refresh_token(issued, grant, now)
         return issued
 
@@ -123,11 +125,12 @@ class TokenIssuer:
         token = new_secret()
         issued.body["refresh_token"] = token
         issued.refresh_digest = secret_digest(token)
-        offline = "offline_access" in grant.scopes
+        scopes = grant.refresh_scopes or grant.scopes
+        offline = "offline_access" in scopes
         lifetime = self._config.refresh_token_days * 86400 if offline else self._config.online_refresh_seconds
         issued.refresh_expires = now + lifetime
         issued.refresh_body = {
-            "scopes": list(grant.scopes),
+            "scopes": list(scopes),
             "patient": grant.patient,
             "encounter": grant.encounter,
             "need_patient_banner": grant.need_patient_banner,

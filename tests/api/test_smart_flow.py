@@ -412,8 +412,11 @@ async def test_refresh_may_narrow_scope_but_not_widen_it(auth: Auth) -> None:
     )
     wider = await refresh(client, token["refresh_token"], scope="patient/*.cruds")
     assert wider.json()["error"] == "invalid_scope"
-    narrower = await refresh(client, token["refresh_token"], scope="patient/Patient.rs online_access")
-    assert narrower.json()["scope"] == "patient/Patient.rs online_access"
+    narrower = (await refresh(client, token["refresh_token"], scope="patient/Patient.rs")).json()
+    assert narrower["scope"] == "patient/Patient.rs"
+    # RFC 6749 section 6: the rotated refresh token keeps the whole original scope
+    again = (await refresh(client, narrower["refresh_token"])).json()
+    assert again["scope"] == "launch/patient patient/Patient.rs patient/Observation.rs online_access"
 
 
 async def test_refresh_token_is_bound_to_its_client(auth: Auth) -> None:
