@@ -728,10 +728,14 @@ def _with_order(plan: _Plan, keys: Sequence[SortKey], types: Sequence[str]) -> _
     columns: list[str] = []
     terms: list[str] = []
     for i, key in enumerate(keys):
+        direction = "DESC" if key.descending else "ASC"
+        if key.kind in ("id", "lastUpdated"):  # never missing; a plain column can follow an index
+            terms.append(f"{_sort_expr(key, types)[0]} {direction}")
+            continue
         expr, expr_args = _sort_expr(key, types)
         columns.append(f", ({expr}) AS k{i}")
         plan.keys_args += expr_args
-        terms.append(f"k{i} IS NULL, k{i} {'DESC' if key.descending else 'ASC'}")
+        terms.append(f"k{i} IS NULL, k{i} {direction}")
     plan.keys = "".join(columns)
     plan.order = ", ".join([*terms, "r.res"])
     return plan
