@@ -116,22 +116,12 @@ class AuthRoutes:
         except OAuth2Error as error:
             return self._authorize_error(oauth, error)
         flow = Flow(secrets.token_hex(16), secrets.token_urlsafe(24), grant.client.client_id, items)
-        if oauth.launch is not None:
+        if oauth.launch is not None:  # EHR launch: the context comes with the launch id
             flow.patient, flow.encounter = oauth.launch.patient, oauth.launch.encounter
             flow.need_patient_banner = oauth.launch.need_patient_banner
             flow.launch_user_id = oauth.launch.user_id
         self._save(flow)
-        response = self._goto("login", flow)
-        response.set_cookie(
-            self._cookie(flow),
-            flow.csrf,
-            max_age=self.config.flow_seconds,
-            path=self.path or "/",
-            httponly=True,
-            samesite="lax",
-            secure=self.secure_cookies,
-        )
-        return response
+        return self._goto("login", flow)
 
     def _oauth_request(self, items: list[tuple[str, str]]) -> HttpRequest:
         return HttpRequest("GET", self.config.endpoint("authorize"), {}, items)
@@ -163,17 +153,7 @@ class AuthRoutes:
             return self._login_page(flow, result.error, username, result.status, headers)
         flow.user_id, flow.auth_time = result.user.id, int(time.time())
         flow.csrf = secrets.token_urlsafe(24)  # a new token once signed in
-        response = await self._after_login(flow, result.user)
-        response.set_cookie(
-            self._cookie(flow),
-            flow.csrf,
-            max_age=self.config.flow_seconds,
-            path=self.path or "/",
-            httponly=True,
-            samesite="lax",
-            secure=self.secure_cookies,
-        )
-        return response
+        return await self._after_login(flow, result.user)
 
     def _login_page(
         self,
@@ -338,7 +318,19 @@ class AuthRoutes:
         return f"{self.path}/{name}{query}"
 
     def _goto(self, name: str, flow: Flow) -> Response:
-        return RedirectResponse(self._url(name, flow), status_code=303, headers=pages.PAGE_HEADERS)
+        """Redirect to the flow's next page. The flow's CSRF token also travels in an HttpOnly cookie,
+        which binds the flow to this browser."""
+        response = RedirectResponse(self._url(name, flow), status_code=303, headers=pages.PAGE_HEADERS)
+        response.set_cookie(
+            self._cookie(flow),
+            flow.csrf,
+            max_age=self.config.flow_seconds,
+            path=self.path or "/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure_cookies,
+        )
+        return response
 
     def _cookie(self, flow: Flow) -> str:
         return f"smart_flow_{flow.id}"
