@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import harness
@@ -33,7 +34,7 @@ from bundles import transaction_bundles, trust_resources
 from harness import RESULTS, ROOT, free_port, import_ndjson, median, our_server, percentile
 
 from seed_data.__main__ import write_ndjson
-from seed_data.generator import generate_trust, nhs_number_of
+from seed_data.generator import nhs_number_of
 
 TODAY = date(2026, 11, 24)
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
@@ -58,6 +59,7 @@ class Store:
     patients: int
     resources: int
     data_dir: Path
+    ndjson: Path
     import_seconds: float
     cached: bool
 
@@ -129,11 +131,11 @@ def ensure_store(size: int, seed: int, rebuild: bool) -> Store:
     patients = patients_for(size)
     name = f"trust-{patients}p-seed{seed}-{TODAY}"
     data_dir, meta_path = RESULTS / f"{name}.store", RESULTS / f"{name}.store.json"
-    if meta_path.exists() and not rebuild:
+    ndjson = RESULTS / f"{name}.ndjson"
+    if meta_path.exists() and ndjson.exists() and not rebuild:
         meta = json.loads(meta_path.read_text())
         _warn_if_stale(meta, data_dir)
-        return Store(size, patients, meta["resources"], data_dir, meta["import_seconds"], True)
-    ndjson = RESULTS / f"{name}.ndjson"
+        return Store(size, patients, meta["resources"], data_dir, ndjson, meta["import_seconds"], True)
     if not ndjson.exists() or rebuild:
         print(f"generating {patients} patients -> {ndjson.name}")
         write_ndjson(ndjson, patients=patients, seed=seed, today=TODAY)
@@ -144,7 +146,7 @@ def ensure_store(size: int, seed: int, rebuild: bool) -> Store:
     seconds = import_ndjson(ndjson, data_dir)
     meta = {"resources": resources, "import_seconds": seconds, "commit": _commit()}
     meta_path.write_text(json.dumps(meta))
-    return Store(size, patients, resources, data_dir, seconds, False)
+    return Store(size, patients, resources, data_dir, ndjson, seconds, False)
 
 
 def _commit() -> str:
@@ -160,27 +162,33 @@ def _warn_if_stale(meta: dict[str, object], data_dir: Path) -> None:
         )
 
 
-def collect_facts(patients: int, seed: int) -> Facts:
-    """Patient ids, NHS numbers and tracked codes, by generating the same trust again (no I/O)."""
+def collect_facts(ndjson: Path) -> Facts:
+    """Patient ids, NHS numbers and tracked codes, read from the NDJSON the store was imported from."""
     facts = Facts()
-    for resource in generate_trust(patients=patients, seed=seed, today=TODAY):
-        kind = resource["resourceType"]
-        if kind == "Patient":
-            facts.patients.append(resource["id"])
-            facts.nhs[resource["id"]] = nhs_number_of(resource) or ""
-        elif kind == "Observation" and resource["category"][0]["coding"][0]["code"] == "survey":
-            coding = resource["code"]["coding"][0]
-            codes = facts.tracked.setdefault(resource["subject"]["reference"].split("/")[1], [])
-            if (coding["system"], coding["code"]) not in codes:
-                codes.append((coding["system"], coding["code"]))
+    wanted = (b'{"resourceType":"Patient"', b'{"resourceType":"Observation"')
+    with ndjson.open("rb") as lines:
+        for line in lines:
+            if line.startswith(wanted):
+                _note(orjson.loads(line), facts)
     return facts
+
+
+def _note(resource: dict[str, Any], facts: Facts) -> None:
+    if resource["resourceType"] == "Patient":
+        facts.patients.append(resource["id"])
+        facts.nhs[resource["id"]] = nhs_number_of(resource) or ""
+    elif resource["category"][0]["coding"][0]["code"] == "survey":
+        coding = resource["code"]["coding"][0]
+        codes = facts.tracked.setdefault(resource["subject"]["reference"].split("/")[1], [])
+        if (coding["system"], coding["code"]) not in codes:
+            codes.append((coding["system"], coding["code"]))
 
 
 # --- queries ------------------------------------------------------------------------------------
 
 
 def run_queries(store: Store, seed: int, samples: int, workers: int) -> dict[str, list[float]]:
-    facts = collect_facts(store.patients, seed)
+    facts = collect_facts(store.ndjson)
     rng = random.Random(seed * 1000 + store.size)
     chosen = [rng.choice(facts.patients) for _ in range(samples)]
     port = free_port()

@@ -2,7 +2,8 @@
 
 A grant is a Consent (scope patient-privacy, provision permit) naming the person as actor, the
 privacy labels they may see, the level (access = view; access + correct = view and add) and an
-optional expiry. Children under 16 always have a parent with access to every label in the record.
+optional expiry (in the future: expired grants are not generated). Children under 16 always have a
+parent with access to every label in the record, without expiry.
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ def consent(
 ) -> Json:
     start = -rng.randrange(1, 900)
     period = {"start": clock.instant(start, 600)}
-    if rng.random() < 0.4:
-        period["end"] = clock.instant(start + rng.randrange(180, 1100), 600)
+    if performer == subject.ref and rng.random() < 0.4:  # the patient chose an expiry date
+        period["end"] = clock.instant(rng.randrange(30, 700), 600)
     actions = ["access"] if rng.random() < 0.6 else ["access", "correct"]
     return {
         "resourceType": "Consent",
