@@ -99,8 +99,9 @@ class StoredCode:
     grant_id: str
     body: dict[str, Any]
 
-    def get_redirect_uri(self) -> str:
-        return str(self.body["redirect_uri"])
+    def get_redirect_uri(self) -> str | None:
+        redirect_uri: str | None = self.body["redirect_uri"]
+        return redirect_uri
 
     def get_scope(self) -> str:
         return str(self.body["scope"])
@@ -189,7 +190,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         data = request.payload.data
         body = {
             "user_id": approval.user.id,
-            "redirect_uri": data.get("redirect_uri") or request.client.redirect_uris[0],
+            "redirect_uri": data.get("redirect_uri"),  # when sent, the token request must repeat it
             "scope": request.scope,
             "code_challenge": data["code_challenge"],
             "code_challenge_method": data["code_challenge_method"],

@@ -489,3 +489,33 @@ async def test_disabling_a_user_revokes_their_tokens(auth: Auth) -> None:
     with pytest.raises(InvalidToken):
         service.verify_access_token(token["access_token"])
     assert (await refresh(auth[1], token["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_redirect_uri_must_be_repeated_exactly_when_it_was_sent(auth: Auth) -> None:
+    """RFC 6749 4.1.3: the token request repeats the authorization request's redirect_uri."""
+    code, verifier = await code_for(auth)
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": "app",
+        "code_verifier": verifier,
+        "redirect_uri": APP + "/other",
+    }
+    response = await auth[1].post("/auth/token", data=data)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+async def test_redirect_uri_may_be_left_out_when_the_client_has_only_one(auth: Auth) -> None:
+    verifier, challenge = pkce_pair()
+    url = authorize_url("app", APP, "launch/patient patient/*.rs", challenge).replace(
+        "&redirect_uri=http%3A%2F%2F127.0.0.1%3A9999%2Fcallback", ""
+    )
+    result = await browse(auth[1], url, "alice", "alice-password")
+    assert result.location and result.location.startswith(APP + "?code=")
+    data = {
+        "grant_type": "authorization_code",
+        "code": query_of(result.location)["code"],
+        "client_id": "app",
+        "code_verifier": verifier,
+    }
+    assert (await auth[1].post("/auth/token", data=data)).status_code == 200
