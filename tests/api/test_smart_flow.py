@@ -519,3 +519,41 @@ async def test_redirect_uri_may_be_left_out_when_the_client_has_only_one(auth: A
         "code_verifier": verifier,
     }
     assert (await auth[1].post("/auth/token", data=data)).status_code == 200
+
+
+async def test_expired_code_is_invalid_grant(tmp_path: Path) -> None:
+    """Codes are short-lived (60 s by default); here they expire at once."""
+    async with running(tmp_path / "auth.sqlite3", code_seconds=0) as (service, client):
+        await service.create_user("alice", "alice-password", "patient", patient_id="p1")
+        service.create_client("Demo app", "public", redirect_uris=(APP,), client_id="app")
+        code, verifier = await code_for((service, client))
+        response = await exchange(client, code, verifier)
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+async def test_many_failures_from_one_address_are_slowed_down(tmp_path: Path) -> None:
+    """Spraying passwords over many usernames from one address is refused before any account locks."""
+    async with running(tmp_path / "auth.sqlite3", login_failures_per_ip=2) as (service, client):
+        await service.create_user("alice", "alice-password", "patient", patient_id="p1")
+        service.create_client("Demo app", "public", redirect_uris=(APP,), client_id="app")
+        _, challenge = pkce_pair()
+        url = authorize_url("app", APP, "patient/*.rs", challenge)
+        for name in ("nobody", "somebody"):
+            assert (await browse(client, url, name, "guess-guess")).last.status_code == 401
+        blocked = await browse(client, url, "alice", "alice-password")
+        assert blocked.last.status_code == 429 and "retry-after" in blocked.last.headers
+
+
+async def test_id_token_carries_the_nonce_and_profile_name(auth: Auth) -> None:
+    _, client = auth
+    verifier, challenge = pkce_pair()
+    url = authorize_url("app", APP, "openid fhirUser profile launch/patient", challenge, nonce="n-0S6")
+    result = await browse(client, url, "alice", "alice-password")
+    token = (await exchange(client, query_of(result.location or "")["code"], verifier)).json()
+    keys = KeySet.import_key_set((await client.get("/auth/jwks")).json())
+    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
+    assert (claims["nonce"], claims["name"], claims["sub"]) == (
+        "n-0S6",
+        "Alice Smith",
+        auth[0].verify_access_token(token["access_token"]).sub,
+    )
