@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from authlib.common.security import is_secure_transport
 
@@ -39,6 +40,13 @@ class AuthConfig:
         # authlib refuses plain http outside loopback on every request; say so once, at start-up.
         if not is_secure_transport(self.issuer + "/token"):
             raise ValueError(f"issuer {self.issuer!r} must be https, or http on a loopback address")
+
+    @classmethod
+    def beside(cls, fhir_base_url: str, db_path: Path, auth_path: str = "auth", **options: Any) -> AuthConfig:
+        """The config for an auth server mounted next to the FHIR API: ".../fhir" -> issuer ".../auth"."""
+        base = fhir_base_url.rstrip("/")
+        issuer = f"{base.rsplit('/', 1)[0]}/{auth_path}"
+        return cls(issuer=issuer, fhir_base_url=base, db_path=db_path, **options)
 
     def endpoint(self, name: str) -> str:
         """The absolute URL of one of this server's endpoints, e.g. endpoint("token")."""
