@@ -34,11 +34,15 @@ def test_https_and_loopback_are_accepted(issuer: str) -> None:
     assert AuthConfig(issuer=issuer, fhir_base_url="http://x/fhir", db_path=DB).issuer == issuer
 
 
-@pytest.mark.parametrize("lifetimes", [{"user_token_seconds": 3601}, {"backend_token_seconds": 301}])
-def test_token_lifetimes_are_capped_as_smart_requires(lifetimes: dict[str, int]) -> None:
+@pytest.mark.parametrize(("user", "backend"), [(3601, 300), (3600, 301)])
+def test_token_lifetimes_are_capped_as_smart_requires(user: int, backend: int) -> None:
     with pytest.raises(ValueError):
         AuthConfig(
-            issuer="http://127.0.0.1/auth", fhir_base_url="http://127.0.0.1/fhir", db_path=DB, **lifetimes
+            issuer="http://127.0.0.1/auth",
+            fhir_base_url="http://127.0.0.1/fhir",
+            db_path=DB,
+            user_token_seconds=user,
+            backend_token_seconds=backend,
         )
 
 
