@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
+from fhir_server.access.audit import AuditMiddleware
 from fhir_server.access.bearer import access_from_header, verifier_of
 from fhir_server.access.context import AccessContext
 from fhir_server.http.errors import CatchAll, install_error_handlers
 from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
 from fhir_server.rest.context import RequestContext
-from fhir_server.rest.writes import format_instant, utc_now
+from fhir_server.rest.writes import format_instant, new_id, plan_put, utc_now
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
 
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def context_for(request: Request) -> RequestContext:
         base_url = base_url_of(request)
         access = await access_for(request, base_url)
+        request.state.access = access  # for the audit middleware
         return RequestContext(the_store, base_url, strict=not is_lenient(request), access=access)
 
     async def access_for(request: Request, base_url: str) -> AccessContext | None:
@@ -82,6 +85,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def root(request: Request) -> JSONResponse:
         return JSONResponse({"fhir": base_url_of(request), "metadata": base_url_of(request) + "/metadata"})
 
+    async def record_audit(event: dict[str, Any]) -> None:
+        await the_store.write([plan_put(event, new_id(), 0, utc_now(), method="POST")])
+
+    app.add_middleware(AuditMiddleware, record=record_audit)
     _add_cors(app, settings)
     app.add_middleware(CatchAll)
     return app

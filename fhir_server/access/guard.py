@@ -20,7 +20,14 @@ from typing import Any
 from fhir_server import jsonio
 from fhir_server.access.context import AccessContext
 from fhir_server.access.evaluate import PatientCheck, ResourceView, allows, view_of
-from fhir_server.access.policy import LETTER, Interaction, missing_scope, source_owned, types_only
+from fhir_server.access.policy import (
+    LETTER,
+    Interaction,
+    append_only,
+    missing_scope,
+    source_owned,
+    types_only,
+)
 from fhir_server.errors import Forbidden, NotFound
 from fhir_server.search.query import AccessFilter, Clause, Criterion, SearchQuery, TokenValue
 from fhir_server.storage.port import HistoryPage, HistoryQuery, Store, StoredResource, WriteOp
@@ -44,6 +51,8 @@ def require_scope(ctx: Any, interaction: Interaction, resource_type: str | None)
     message = missing_scope(access.caller, interaction, resource_type)
     if message is not None:
         raise Forbidden(message)
+    if resource_type is not None and append_only(access.caller, LETTER[interaction], resource_type):
+        raise Forbidden("The audit trail is append-only: AuditEvents are never changed or deleted")
     if resource_type is not None and source_owned(access.caller, LETTER[interaction], resource_type):
         raise Forbidden(
             f"{resource_type} is kept by the source systems (GP / hospital); ask them to change it"

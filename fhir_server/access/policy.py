@@ -102,6 +102,13 @@ def missing_scope(caller: Caller, interaction: Interaction, resource_type: str |
     )
 
 
+def append_only(caller: Caller, letter: Letter, resource_type: str) -> bool:
+    """The audit trail is never changed or removed through the API; only backend systems add to it."""
+    if resource_type != "AuditEvent":
+        return False
+    return letter in "ud" or (letter == "c" and caller.role != "system")
+
+
 def source_owned(caller: Caller, letter: Letter, resource_type: str) -> bool:
     """True when a portal user tries to write what the source systems own (demographics)."""
     return caller.role in ("patient", "carer") and letter in "cud" and resource_type in SOURCE_OWNED_TYPES

@@ -249,3 +249,26 @@ def test_period_bounds() -> None:
 def test_person_links_name_their_related_persons() -> None:
     person = {"link": [{"target": {"reference": "RelatedPerson/a"}}, {"target": {"reference": "Patient/b"}}]}
     assert linked_related_persons(person) == ("RelatedPerson/a",)
+
+
+def test_audit_trail_is_append_only_for_every_caller() -> None:
+    from fhir_server.access.policy import append_only
+
+    assert append_only(caller("system", ""), "u", "AuditEvent") and append_only(
+        caller("system", ""), "d", "AuditEvent"
+    )
+    assert append_only(caller("clinician", ""), "c", "AuditEvent")
+    assert not append_only(caller("system", ""), "c", "AuditEvent")
+    assert not append_only(caller("patient", ""), "r", "AuditEvent")
+
+
+def test_audit_event_names_user_app_request_and_patients() -> None:
+    from fhir_server.access.audit import audit_event
+    from fhir_server.access.context import AccessContext
+    from fhir_server.validation import validate_resource
+
+    access = AccessContext(caller("carer", ""), client_id="app", user="RelatedPerson/r")
+    event = audit_event(access, "GET", "/fhir/Observation?code=x", 200, ["Patient/2", "Patient/1"], NOW)
+    validate_resource(event, expected_type="AuditEvent")
+    assert [e["what"]["reference"] for e in event["entity"]] == ["Patient/1", "Patient/2"]
+    assert event["agent"][1]["who"]["identifier"]["value"] == "app" and event["action"] == "R"

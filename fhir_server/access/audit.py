@@ -1,0 +1,134 @@
+"""An AuditEvent for every FHIR request by a clinician or carer. https://hl7.org/fhir/R4/auditevent.html
+
+Patients can see who accessed which part of their record and when (docs/portal.md): each event
+names the requesting user and app, the request line, the outcome, and one `entity.what` per patient
+whose data the answer carried, which puts the event in those patients' compartments (so a patient
+finds it by searching their own AuditEvents). Events are stored like any resource; nothing about
+patients goes to the process log. AuditEvent is append-only for every API caller (policy.py).
+
+The middleware watches the response of requests whose AccessContext says `audited`, and hands the
+event to `record` (the composition root's writer) after the response has been sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir_server import jsonio
+from fhir_server.access.context import AccessContext
+from fhir_server.indexing.extract import patient_compartments
+
+Json = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+Recorder = Callable[[Json], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+ACTION = {"GET": "R", "HEAD": "R", "POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}
+MAX_PATIENTS = 1000  # one event names at most this many patients (a page is far smaller)
+
+
+def audit_event(
+    access: AccessContext, method: str, target: str, status: int, patients: Iterable[str], now: datetime
+) -> Json:
+    """The AuditEvent for one request (`target`: path and query as requested)."""
+    line = f"{method} {target}"
+    entities: list[Json] = [{"what": {"reference": p}, "description": line} for p in sorted(set(patients))]
+    return {
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "action": "E"
+        if method == "POST" and target.rstrip("/").endswith("/fhir")
+        else ACTION.get(method, "E"),
+        "recorded": now.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "outcome": "0" if status < 400 else "4",
+        "outcomeDesc": str(status),
+        "agent": [
+            {"who": {"reference": access.user}, "requestor": True}
+            if "/" in access.user
+            else {"who": {"display": access.user}, "requestor": True},
+            {"who": {"identifier": {"value": access.client_id}}, "requestor": False},
+        ],
+        "source": {"observer": {"display": "FHIR server"}},
+        "entity": entities or [{"description": line}],
+    }
+
+
+def patients_in(body: bytes) -> set[str]:
+    """The Patient compartments of a response: a resource, or every resource of a Bundle."""
+    try:
+        value = jsonio.loads(body)
+    except ValueError:
+        return set()
+    if not isinstance(value, dict):
+        return set()
+    found: set[str] = set()
+    for resource in _resources(value):
+        try:
+            found.update(patient_compartments(resource))
+        except ValueError:  # not a resource type we index
+            continue
+        if len(found) >= MAX_PATIENTS:
+            break
+    return found
+
+
+def _resources(value: Json) -> Iterable[Json]:
+    if value.get("resourceType") != "Bundle":
+        yield value
+        return
+    for entry in value.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict):
+            yield from _resources(resource)  # batch answers nest searchset Bundles
+
+
+class AuditMiddleware:
+    """Records an AuditEvent after each audited request; never changes the response."""
+
+    def __init__(self, app: Asgi, record: Recorder) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        watched: dict[str, Any] = {"status": 0, "body": bytearray(), "access": None}
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                watched["status"] = message["status"]
+                watched["access"] = _audited(scope)
+            elif message["type"] == "http.response.body" and watched["access"] is not None:
+                watched["body"].extend(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if watched["access"] is not None:
+            await self._record(scope, watched)
+
+    async def _record(self, scope: Scope, watched: dict[str, Any]) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = scope.get("path", "") + (f"?{query}" if query else "")
+        patients = patients_in(bytes(watched["body"])) if watched["status"] < 400 else set()
+        event = audit_event(watched["access"], scope["method"], target, watched["status"], patients, _now())
+        try:
+            await self.record(event)
+        except Exception:  # the answer is already sent; say that auditing failed, not what it held
+            log.exception("could not record an AuditEvent")
+
+
+def _audited(scope: Scope) -> AccessContext | None:
+    access = (scope.get("state") or {}).get("access")
+    return access if isinstance(access, AccessContext) and access.audited else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
