@@ -35,6 +35,7 @@ from smart_auth.store import AuthStore
 
 PatientsForUser = Callable[[User], Awaitable[list[PatientChoice]]]
 _EXPIRED = "This sign-in page has expired or was not opened from this site."
+_PURGE_SECONDS = 600  # how often expired codes, flows, jtis and token records are swept away
 
 
 @dataclass
@@ -84,6 +85,7 @@ class AuthRoutes:
         self.patients_for_user = patients_for_user
         self.path = urlsplit(config.issuer).path.rstrip("/")
         self.secure_cookies = config.issuer.startswith("https://")
+        self._next_purge = 0.0
         self.router = self._router()
 
     def _router(self) -> APIRouter:
@@ -292,7 +294,14 @@ class AuthRoutes:
         oauth = HttpRequest(
             "POST", self.config.endpoint("token"), request.headers, _items(await request.form())
         )
-        response: Response = await asyncio.to_thread(self.server.create_token_response, oauth)
+        response: Response = await asyncio.to_thread(self._token_response, oauth)
+        return response
+
+    def _token_response(self, oauth: HttpRequest) -> Response:
+        if time.monotonic() >= self._next_purge:  # piggy-backs on traffic: no background task to manage
+            self._next_purge = time.monotonic() + _PURGE_SECONDS
+            self.store.purge_expired(int(time.time()))
+        response: Response = self.server.create_token_response(oauth)
         return response
 
     async def introspect(self, request: Request) -> Response:
