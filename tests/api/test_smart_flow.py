@@ -3,6 +3,7 @@ tokens, refresh, revocation and introspection, and the negative cases each rule 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -557,3 +558,16 @@ async def test_id_token_carries_the_nonce_and_profile_name(auth: Auth) -> None:
         "Alice Smith",
         auth[0].verify_access_token(token["access_token"]).sub,
     )
+
+
+async def test_expired_access_token_reads_nothing(auth: Auth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An hour later the token is refused by the resource server and reported inactive."""
+    service, client = auth
+    token, _ = await login_and_token(auth, "alice", "alice-password", "launch/patient patient/*.rs")
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert (await client.get("/fhir/Patient/p1", headers=bearer)).status_code == 200
+    an_hour_later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: an_hour_later)
+    assert (await client.get("/fhir/Patient/p1", headers=bearer)).status_code == 401
+    with pytest.raises(InvalidToken):
+        service.verify_access_token(token["access_token"])
