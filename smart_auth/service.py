@@ -8,6 +8,7 @@ access = auth.verify_access_token(bearer)  # per FHIR request; raises InvalidTok
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,7 +70,7 @@ class AuthService:
         self.store.open()
         self.keys.load()
         self.revocations.load()
-        self.store.purge_expired(_now())
+        self.store.purge_expired(int(time.time()))
 
     async def close(self) -> None:
         self.store.close()
@@ -141,9 +142,3 @@ class AuthService:
     def retire_signing_key(self, kid: str) -> None:
         """Stop trusting an old key (once its tokens have expired: at most an hour after rotation)."""
         self.keys.retire(kid)
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time())
