@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from fhir_server.settings import Settings
 
@@ -129,9 +129,11 @@ async def _import_files(settings: Settings, files: list[Path]) -> int:
             total = _count_resources(path)
             with _progress() as progress:
                 task = progress.add_task(path.name, total=total)
-                report = await import_resources(
-                    store, read_file(path), progress=lambda n, t=task: progress.advance(t, n)
-                )
+
+                def advance(done: int, task: TaskID = task) -> None:
+                    progress.advance(task, done)
+
+                report = await import_resources(store, read_file(path), progress=advance)
             console.print(f"{path.name}: {report.written} written, {report.failed} failed")
             for problem in report.errors:
                 console.print(f"  [yellow]{problem}[/yellow]")
@@ -151,7 +153,11 @@ def _count_resources(path: Path) -> int | None:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
     )
 
 

@@ -6,7 +6,7 @@ http://hl7.org/fhir/issue-type; each error class carries the HTTP status the spe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,58 +19,91 @@ class Issue:
     expression: tuple[str, ...] = ()
 
 
-@dataclass
 class FhirError(Exception):
-    """Base of every error the server answers with an OperationOutcome."""
+    """Base of every error the server answers with an OperationOutcome.
 
-    message: str
-    issues: list[Issue] = field(default_factory=list)
+    Subclasses fix `status` and the issue `code`; raise them with a message a person can act on and,
+    where there is one, the FHIRPath `expression` of the offending element.
+    """
+
     status: int = 400
     code: str = "invalid"
-    headers: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        Exception.__init__(self, self.message)
-        if not self.issues:
-            self.issues = [Issue(self.message, code=self.code)]
+    def __init__(
+        self,
+        message: str,
+        issues: list[Issue] | None = None,
+        *,
+        expression: tuple[str, ...] | str = (),
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        expr = (expression,) if isinstance(expression, str) else tuple(expression)
+        self.issues = issues or [Issue(message, code=self.code, expression=expr)]
+        self.headers = headers or {}
 
     def __str__(self) -> str:
         return self.message
 
 
-def _kind(status: int, code: str) -> type[FhirError]:
-    """Make a FhirError subclass with a fixed status and issue code."""
-
-    class Kind(FhirError):
-        def __init__(
-            self,
-            message: str,
-            issues: list[Issue] | None = None,
-            *,
-            expression: tuple[str, ...] | str = (),
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            expr = (expression,) if isinstance(expression, str) else tuple(expression)
-            default = [Issue(message, code=code, expression=expr)]
-            super().__init__(message, issues or default, status, code, headers or {})
-
-    return Kind
-
-
 # Client errors, one class per status the spec uses.
-BadRequest = _kind(400, "invalid")  # malformed request, unknown search parameter, bad syntax
-Unauthorized = _kind(401, "login")  # no token, expired, revoked, wrong audience
-Forbidden = _kind(403, "forbidden")  # a valid token that does not allow this
-NotFound = _kind(404, "not-found")  # unknown type, id or version
-MethodNotAllowed = _kind(405, "not-supported")
-NotAcceptable = _kind(406, "not-supported")  # e.g. XML asked for
-Conflict = _kind(409, "conflict")  # version conflict without If-Match, id clash
-Gone = _kind(410, "deleted")  # read of a deleted resource
-PreconditionFailed = _kind(412, "conflict")  # If-Match mismatch, conditional with many matches
-UnsupportedMediaType = _kind(415, "not-supported")
-Unprocessable = _kind(422, "processing")  # resource fails validation
-TooManyRequests = _kind(429, "throttled")
-NotSupported = _kind(501, "not-supported")
+class BadRequest(FhirError):  # malformed request, unknown search parameter, bad syntax
+    status, code = 400, "invalid"
+
+
+class Unauthorized(FhirError):  # no token, expired, revoked, wrong audience
+    status, code = 401, "login"
+
+
+class Forbidden(FhirError):  # a valid token that does not allow this
+    status, code = 403, "forbidden"
+
+
+class NotFound(FhirError):  # unknown type, id or version
+    status, code = 404, "not-found"
+
+
+class MethodNotAllowed(FhirError):
+    status, code = 405, "not-supported"
+
+
+class NotAcceptable(FhirError):  # e.g. XML asked for
+    status, code = 406, "not-supported"
+
+
+class Conflict(FhirError):  # version conflict without If-Match, id clash
+    status, code = 409, "conflict"
+
+
+class Gone(FhirError):  # read of a deleted resource
+    status, code = 410, "deleted"
+
+
+class PreconditionFailed(FhirError):  # If-Match mismatch, conditional with many matches
+    status, code = 412, "conflict"
+
+
+class UnsupportedMediaType(FhirError):
+    status, code = 415, "not-supported"
+
+
+class Unprocessable(FhirError):  # resource fails validation
+    status, code = 422, "processing"
+
+
+class TooManyRequests(FhirError):
+    status, code = 429, "throttled"
+
+
+class NotSupported(FhirError):
+    status, code = 501, "not-supported"
 
 
 class VersionConflict(Exception):

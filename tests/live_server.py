@@ -23,10 +23,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def live_server(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start the server; yield (FHIR base URL, process); stop it (if still running) afterwards."""
     port = free_port()
-    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "fhir_server.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        *args,
+    ]
     process = subprocess.Popen(
         command,
         env={**os.environ, **(env or {})},

@@ -52,7 +52,8 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     frames = "".join(traceback.format_tb(error.__traceback__))
     log.error("unexpected %s on %s %s\n%s", type(error).__name__, request.method, request.url.path, frames)
     issue = Issue(
-        "The server failed to handle this request. Nothing was changed; please retry, and report it if it persists.",
+        "The server failed to handle this request. Nothing was changed; please retry,"
+        " and report it if it persists.",
         code="exception",
         severity="fatal",
     )

@@ -38,7 +38,8 @@ def check_request_media_type(content_type: str | None, *, patch: bool = False) -
     if patch:
         if kind != "application/json-patch+json":
             raise UnsupportedMediaType(
-                f"PATCH takes a JSON Patch with Content-Type application/json-patch+json, not '{kind or 'none'}'"
+                "PATCH takes a JSON Patch with Content-Type application/json-patch+json,"
+                f" not '{kind or 'none'}'"
                 " (FHIRPath Patch and XML Patch are not supported)"
             )
         return

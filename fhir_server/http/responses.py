@@ -68,7 +68,9 @@ def fhir_response(
         headers["ETag"] = f'W/"{stored.version_id}"'
         headers["Last-Modified"] = http_date(stored.last_updated)
         if result.location:
-            headers["Location"] = f"{base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+            headers["Location"] = (
+                f"{base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+            )
         if request is not None and not write and _not_modified(request, stored):
             return Response(status_code=304, headers=headers)
     body = _body(result, how, write)

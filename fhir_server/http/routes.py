@@ -101,7 +101,9 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
             if id is None:
                 if not criteria:
                     raise BadRequest("PUT needs an id (PUT [type]/[id]) or search criteria (PUT [type]?...)")
-                return await plan_conditional_update(ctx, resource_type, criteria, resource, utc_now(), if_match=if_match)
+                return await plan_conditional_update(
+                    ctx, resource_type, criteria, resource, utc_now(), if_match=if_match
+                )
             return await plan_update(ctx, resource_type, id, resource, utc_now(), if_match=if_match)
 
         return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
@@ -128,7 +130,9 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         async def plan() -> Planned:
             if id is None:
                 if not criteria:
-                    raise BadRequest("DELETE needs an id (DELETE [type]/[id]) or search criteria (DELETE [type]?...)")
+                    raise BadRequest(
+                        "DELETE needs an id (DELETE [type]/[id]) or search criteria (DELETE [type]?...)"
+                    )
                 return await plan_conditional_delete(ctx, resource_type, criteria, utc_now())
             return await plan_delete(ctx, resource_type, id, utc_now(), if_match=if_match)
 

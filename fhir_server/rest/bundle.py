@@ -24,8 +24,8 @@ from fhir_server.rest.commit import commit
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.create import plan_create
 from fhir_server.rest.delete import plan_conditional_delete, plan_delete
-from fhir_server.rest.patch import plan_patch
 from fhir_server.rest.outcome import outcome_bytes
+from fhir_server.rest.patch import plan_patch
 from fhir_server.rest.planned import Planned, match_criteria
 from fhir_server.rest.result import Result
 from fhir_server.rest.update import plan_conditional_update, plan_update
@@ -62,7 +62,9 @@ class Entry:
 
     @property
     def label(self) -> str:
-        return f"Bundle.entry[{self.index}] ({self.method} {self.path}{'?' + self.query if self.query else ''})"
+        return (
+            f"Bundle.entry[{self.index}] ({self.method} {self.path}{'?' + self.query if self.query else ''})"
+        )
 
 
 async def process_bundle(ctx: RequestContext, bundle: Json, run_get: GetRunner) -> Result:
@@ -173,11 +175,14 @@ async def _assign_identities(ctx: RequestContext, entries: list[Entry]) -> None:
             entry.assigned_id = new_id()
             entry.extra["target"] = f"{entry.resource_type}/{entry.assigned_id}"
         elif entry.method == "PUT" and entry.query:
-            match = await _within(entry, match_criteria(ctx, entry.resource_type, entry.query, "Conditional update"))
+            match = await _within(
+                entry, match_criteria(ctx, entry.resource_type, entry.query, "Conditional update")
+            )
             body_id = (entry.resource or {}).get("id")
             if match and body_id is not None and body_id != match.id:
                 raise BadRequest(
-                    f"{entry.label}: the body's id '{body_id}' differs from {entry.resource_type}/{match.id}, "
+                    f"{entry.label}: the body's id '{body_id}' differs from "
+                    f"{entry.resource_type}/{match.id}, "
                     "which the criteria match",
                     expression=f"Bundle.entry[{entry.index}].resource.id",
                 )
@@ -245,13 +250,19 @@ async def _plan(ctx: RequestContext, entry: Entry, now: datetime) -> Planned:
     if entry.method == "PUT":
         if len(segments) == 1 and entry.query:
             if entry.assigned_id is None:  # a batch entry: resolve the criteria now
-                return await plan_conditional_update(ctx, segments[0], entry.query, resource, now, if_match=entry.if_match)
+                return await plan_conditional_update(
+                    ctx, segments[0], entry.query, resource, now, if_match=entry.if_match
+                )
             target = {**resource, "id": entry.assigned_id}  # resolved before references were rewritten
-            return await plan_update(ctx, segments[0], entry.assigned_id, target, now, if_match=entry.if_match)
+            return await plan_update(
+                ctx, segments[0], entry.assigned_id, target, now, if_match=entry.if_match
+            )
         _expect_instance(segments, entry)
         return await plan_update(ctx, segments[0], segments[1], resource, now, if_match=entry.if_match)
     _expect_instance(segments, entry)
-    return await plan_patch(ctx, segments[0], segments[1], _patch_operations(resource), now, if_match=entry.if_match)
+    return await plan_patch(
+        ctx, segments[0], segments[1], _patch_operations(resource), now, if_match=entry.if_match
+    )
 
 
 def _expect_instance(segments: list[str], entry: Entry) -> None:
@@ -305,7 +316,9 @@ def _in_entry(error: FhirError, entry: Entry) -> FhirError:
         replace(issue, diagnostics=f"{entry.label}: {issue.diagnostics}", expression=_reroot(issue, prefix))
         for issue in error.issues
     ]
-    return FhirError(f"{entry.label}: {error.message}", issues, error.status, error.code, error.headers)
+    return FhirError(
+        f"{entry.label}: {error.message}", issues, headers=error.headers, status=error.status, code=error.code
+    )
 
 
 def _reroot(issue: Issue, prefix: str) -> tuple[str, ...]:

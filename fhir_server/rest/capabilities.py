@@ -12,9 +12,29 @@ from fhir_server import __version__
 from fhir_server.indexing.registry import get_registry
 from fhir_server.validation import supported_types
 
-INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
 SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"]
-_COMMON_PARAMS = {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text", "_content", "_list"}
+_COMMON_PARAMS = {
+    "_id",
+    "_lastUpdated",
+    "_tag",
+    "_profile",
+    "_security",
+    "_source",
+    "_text",
+    "_content",
+    "_list",
+}
 
 
 def capability_statement(base_url: str, security: dict[str, Any] | None, published: str) -> dict[str, Any]:
@@ -24,7 +44,10 @@ def capability_statement(base_url: str, security: dict[str, Any] | None, publish
         "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
         "operation": [
             {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
-            {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+            {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            },
         ],
     }
     if security is not None:

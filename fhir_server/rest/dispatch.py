@@ -53,7 +53,9 @@ async def _instance(ctx: RequestContext, resource_type: str, rest: list[str], pa
     if resource_type == "Patient" and len(tail) == 1 and not tail[0].startswith(("$", "_")):
         compartment_type = require_type(tail[0])
         guard.require_scope(ctx, "search", compartment_type)
-        body = await search_interaction.search_bundle(ctx, compartment_type, params, compartment=f"Patient/{id}")
+        body = await search_interaction.search_bundle(
+            ctx, compartment_type, params, compartment=f"Patient/{id}"
+        )
         return Result(200, body=body)
     raise BadRequest(f"'{resource_type}/{'/'.join(rest)}' is not a path this server understands")
 

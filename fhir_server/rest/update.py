@@ -69,10 +69,14 @@ async def plan_conditional_update(
     body_id = resource.get("id")
     if match is None:
         target = body_id if isinstance(body_id, str) else new_id()
-        return await plan_update(ctx, resource_type, target, {**resource, "id": target}, now, if_match=if_match)
+        return await plan_update(
+            ctx, resource_type, target, {**resource, "id": target}, now, if_match=if_match
+        )
     if body_id is not None and body_id != match.id:
         raise BadRequest(
             f"The body's id '{body_id}' differs from {resource_type}/{match.id}, which the criteria match",
             expression=f"{resource_type}.id",
         )
-    return await plan_update(ctx, resource_type, match.id, {**resource, "id": match.id}, now, if_match=if_match)
+    return await plan_update(
+        ctx, resource_type, match.id, {**resource, "id": match.id}, now, if_match=if_match
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import BadRequest, Issue, Unprocessable
-from fhir_server.rest.outcome import outcome_bytes
 from fhir_server.rest.common import require_type
+from fhir_server.rest.outcome import outcome_bytes
 from fhir_server.rest.result import Result
 from fhir_server.validation import validate_resource
 
@@ -32,4 +32,6 @@ def _unwrap(body: dict[str, Any]) -> dict[str, Any]:
             inner = parameter.get("resource")
             if isinstance(inner, dict):
                 return inner
-    raise BadRequest("The Parameters body has no 'resource' parameter to validate", expression="Parameters.parameter")
+    raise BadRequest(
+        "The Parameters body has no 'resource' parameter to validate", expression="Parameters.parameter"
+    )

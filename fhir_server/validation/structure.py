@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import re
+from decimal import Decimal
 from typing import Any
 
 from fhir_server.errors import Issue

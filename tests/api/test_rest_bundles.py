@@ -28,7 +28,12 @@ def observation(subject: str, status: str = "final") -> dict[str, Any]:
         "status": status,
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "subject": {"reference": subject},
-        "valueQuantity": {"value": 72, "unit": "beats/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+        "valueQuantity": {
+            "value": 72,
+            "unit": "beats/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
     }
 
 
@@ -114,7 +119,9 @@ async def test_transaction_runs_deletes_before_reads(app_client: httpx.AsyncClie
     assert (await app_client.get("Patient/p2")).status_code == 410
 
 
-async def test_transaction_if_match_conflict_is_412_and_changes_nothing(app_client: httpx.AsyncClient) -> None:
+async def test_transaction_if_match_conflict_is_412_and_changes_nothing(
+    app_client: httpx.AsyncClient,
+) -> None:
     await app_client.put("Patient/p4", json={"resourceType": "Patient", "id": "p4"})
     await app_client.put("Patient/p4", json={"resourceType": "Patient", "id": "p4", "active": True})
     response = await app_client.post(
@@ -132,7 +139,11 @@ async def test_transaction_if_match_conflict_is_412_and_changes_nothing(app_clie
 async def test_transaction_patch_entry_with_binary(app_client: httpx.AsyncClient) -> None:
     await app_client.put("Patient/p5", json={"resourceType": "Patient", "id": "p5", "active": True})
     ops = orjson.dumps([{"op": "replace", "path": "/active", "value": False}])
-    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": base64.b64encode(ops).decode()}
+    binary = {
+        "resourceType": "Binary",
+        "contentType": "application/json-patch+json",
+        "data": base64.b64encode(ops).decode(),
+    }
     response = await app_client.post("", json=bundle("transaction", entry("PATCH", "Patient/p5", binary)))
     assert response.status_code == 200, response.text
     assert (await app_client.get("Patient/p5")).json()["active"] is False
@@ -163,7 +174,9 @@ async def test_bundle_of_other_type_is_refused(app_client: httpx.AsyncClient) ->
     assert "batch" in response.json()["issue"][0]["diagnostics"]
 
 
-async def test_official_transaction_example_fails_whole_on_an_empty_server(app_client: httpx.AsyncClient) -> None:
+async def test_official_transaction_example_fails_whole_on_an_empty_server(
+    app_client: httpx.AsyncClient,
+) -> None:
     """The spec's transaction example deletes Patient/234, which an empty server lacks: 404, nothing kept."""
     response = await app_client.post("", json=example("Bundle-bundle-transaction"))
     assert response.status_code == 404
@@ -183,6 +196,14 @@ async def test_official_transaction_example_succeeds_when_its_preconditions_hold
     response = await app_client.post("", json=official)
     assert response.status_code == 200, response.text
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
-    assert statuses[:7] == ["201 Created", "201 Created", "201 Created", "201 Created", "200 OK", "204 No Content", "204 No Content"]
+    assert statuses[:7] == [
+        "201 Created",
+        "201 Created",
+        "201 Created",
+        "201 Created",
+        "200 OK",
+        "204 No Content",
+        "204 No Content",
+    ]
     assert (await app_client.get("Patient/234")).status_code == 410
     assert (await app_client.get("Patient/123a")).json()["meta"]["versionId"] == "3"

@@ -27,7 +27,9 @@ async def test_twenty_concurrent_if_match_updates_one_wins_per_version(tmp_path:
             assert (await client.put("Patient/race", json=patient("race", "v1"))).status_code == 201
             responses = await asyncio.gather(
                 *(
-                    client.put("Patient/race", json=patient("race", f"writer-{n}"), headers={"If-Match": 'W/"1"'})
+                    client.put(
+                        "Patient/race", json=patient("race", f"writer-{n}"), headers={"If-Match": 'W/"1"'}
+                    )
                     for n in range(20)
                 )
             )

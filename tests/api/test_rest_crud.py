@@ -71,7 +71,9 @@ async def test_update_without_body_id_is_400(app_client: httpx.AsyncClient) -> N
     assert response.status_code == 400
 
 
-async def test_deleted_resource_answers_410_and_history_keeps_tombstone(app_client: httpx.AsyncClient) -> None:
+async def test_deleted_resource_answers_410_and_history_keeps_tombstone(
+    app_client: httpx.AsyncClient,
+) -> None:
     pid = (await create(app_client, patient())).json()["id"]
     deleted = await app_client.delete(f"Patient/{pid}")
     assert deleted.status_code == 204
@@ -186,7 +188,8 @@ async def test_json_patch(app_client: httpx.AsyncClient) -> None:
     pid = (await create(app_client, patient("Smith"))).json()["id"]
     ops = [{"op": "replace", "path": "/name/0/family", "value": "Patched"}]
     patched = await app_client.patch(
-        f"Patient/{pid}", content=__import__("orjson").dumps(ops),
+        f"Patient/{pid}",
+        content=__import__("orjson").dumps(ops),
         headers={"Content-Type": "application/json-patch+json"},
     )
     assert patched.status_code == 200, patched.text
@@ -200,11 +203,17 @@ async def test_json_patch_that_breaks_the_resource_is_refused(app_client: httpx.
 
     headers = {"Content-Type": "application/json-patch+json"}
     bad_value = [{"op": "replace", "path": "/gender", "value": "robot"}]
-    assert (await app_client.patch(f"Patient/{pid}", content=orjson.dumps(bad_value), headers=headers)).status_code == 422
+    assert (
+        await app_client.patch(f"Patient/{pid}", content=orjson.dumps(bad_value), headers=headers)
+    ).status_code == 422
     id_change = [{"op": "replace", "path": "/id", "value": "other"}]
-    assert (await app_client.patch(f"Patient/{pid}", content=orjson.dumps(id_change), headers=headers)).status_code == 422
+    assert (
+        await app_client.patch(f"Patient/{pid}", content=orjson.dumps(id_change), headers=headers)
+    ).status_code == 422
     failing_test = [{"op": "test", "path": "/name/0/family", "value": "Nope"}]
-    assert (await app_client.patch(f"Patient/{pid}", content=orjson.dumps(failing_test), headers=headers)).status_code == 422
+    assert (
+        await app_client.patch(f"Patient/{pid}", content=orjson.dumps(failing_test), headers=headers)
+    ).status_code == 422
     assert (await app_client.get(f"Patient/{pid}")).json()["meta"]["versionId"] == "1"
 
 
@@ -252,6 +261,8 @@ async def test_decimal_precision_is_kept(app_client: httpx.AsyncClient) -> None:
 
 
 async def test_nan_is_not_json(app_client: httpx.AsyncClient) -> None:
-    body = b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":NaN}}'
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":NaN}}'
+    )
     response = await app_client.post("Observation", content=body, headers=FHIR_JSON)
     assert response.status_code == 400

@@ -56,12 +56,17 @@ async def round_trip(client: httpx.AsyncClient, resource: dict[str, Any]) -> str
         return f"update {updated.status_code}: {updated.text[:300]}"
     first = await client.get(f"{kind}/{rid}/_history/1")
     second = await client.get(f"{kind}/{rid}/_history/2")
-    if without_server_parts(first.json()) != without_server_parts(resource) or TAG not in second.json()["meta"]["tag"]:
+    if (
+        without_server_parts(first.json()) != without_server_parts(resource)
+        or TAG not in second.json()["meta"]["tag"]
+    ):
         return "vread of the two versions differs"
     history = (await client.get(f"{kind}/{rid}/_history")).json()
     if [e["resource"]["meta"]["versionId"] for e in history["entry"]] != ["2", "1"]:
         return "history does not list both versions, newest first"
-    if (await client.delete(f"{kind}/{rid}")).status_code != 204 or (await client.get(f"{kind}/{rid}")).status_code != 410:
+    if (await client.delete(f"{kind}/{rid}")).status_code != 204 or (
+        await client.get(f"{kind}/{rid}")
+    ).status_code != 410:
         return "delete did not lead to 410 Gone"
     return None
 

@@ -87,7 +87,11 @@ async def test_history_levels_since_at_and_paging(store: Store) -> None:
     await store.write([put("Observation", "o", 0, T0 + timedelta(minutes=1), status="final")])
     await store.write([put("Patient", "a", 1, T0 + timedelta(minutes=2))])
     system = await store.history(HistoryQuery())
-    assert [(e.resource_type, e.version_id) for e in system.entries] == [("Patient", 2), ("Observation", 1), ("Patient", 1)]
+    assert [(e.resource_type, e.version_id) for e in system.entries] == [
+        ("Patient", 2),
+        ("Observation", 1),
+        ("Patient", 1),
+    ]
     by_type = await store.history(HistoryQuery("Patient"))
     assert by_type.total == 2
     since = await store.history(HistoryQuery(since=T0 + timedelta(minutes=1)))
