@@ -272,3 +272,15 @@ def test_audit_event_names_user_app_request_and_patients() -> None:
     validate_resource(event, expected_type="AuditEvent")
     assert [e["what"]["reference"] for e in event["entity"]] == ["Patient/1", "Patient/2"]
     assert event["agent"][1]["who"]["identifier"]["value"] == "app" and event["action"] == "R"
+
+
+def test_professional_grant_adds_to_the_clinicians_organisation() -> None:
+    """A Consent to a Practitioner reaches a patient outside their organisation, within its labels."""
+    grant = Grant("Patient/9", frozenset({"MENTAL_HEALTH"}), False)
+    found = filter_for(caller("clinician", "user/*.rs", organization="Organization/t", grants=(grant,)), "s")
+    assert len(found.any_of) == 2
+    other = ResourceView(
+        "Observation", "o", (TokenEntry("_security", PKB, "MENTAL_HEALTH"),), frozenset({"Patient/9"})
+    )
+    assert allows(found, other)
+    assert not allows(found, ResourceView("Observation", "o", (), frozenset({"Patient/9"})))
