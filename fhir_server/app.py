@@ -16,12 +16,15 @@ from fhir_server.access.context import AccessContext
 from fhir_server.http.errors import CatchAll, install_error_handlers
 from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
+from fhir_server.portal.picker import patients_for_user
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.writes import format_instant, new_id, plan_put, utc_now
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
+from smart_auth import AuthConfig, AuthService
 
 FHIR_PREFIX = "/fhir"
+AUTH_PREFIX = "/auth"
 # Served without a token (SMART: discovery and the CapabilityStatement are public).
 OPEN_PATHS = (FHIR_PREFIX + "/metadata", FHIR_PREFIX + "/.well-known/smart-configuration")
 
@@ -38,28 +41,50 @@ def make_store(settings: Settings) -> Store:
     return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
 
 
+def make_auth(settings: Settings, store: Store) -> AuthService | None:
+    """The SMART authorization server, beside the FHIR API (".../fhir" -> issuer ".../auth")."""
+    if not settings.auth:
+        return None
+    if not settings.base_url:
+        raise ValueError("SMART authorization needs a fixed public base URL: set FHIR_BASE_URL or --base-url")
+    config = AuthConfig.beside(settings.base_url, settings.data_dir / "auth.sqlite3")
+    return AuthService(config, patients_for_user=patients_for_user(store))
+
+
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     the_store = store or make_store(settings)
+    auth = make_auth(settings, the_store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.open()
+        if auth is not None:
+            await auth.open()
         try:
             if settings.demo:
                 from seed_data.demo import load_demo_once
 
                 await load_demo_once(the_store)
+                if auth is not None:
+                    from seed_data.accounts import create_demo_accounts
+
+                    await create_demo_accounts(auth, the_store, settings.data_dir)
             yield
         finally:
+            if auth is not None:
+                await auth.close()
             await the_store.close()
 
     app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.store = the_store
     app.state.started = format_instant(utc_now())
-    app.state.security_extension = lambda base_url: None
+    app.state.auth = auth  # access.bearer.verifier_of() verifies tokens with it
+    app.state.security_extension = lambda base_url: auth.capability_security() if auth else None
     install_error_handlers(app)
+    if auth is not None:
+        _mount_auth(app, auth)
 
     def base_url_of(request: Request) -> str:
         return settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
@@ -92,6 +117,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     _add_cors(app, settings)
     app.add_middleware(CatchAll)
     return app
+
+
+def _mount_auth(app: FastAPI, auth: AuthService) -> None:
+    """Discovery under the FHIR base (before the FHIR routes claim the path), the auth endpoints beside it."""
+
+    @app.get(FHIR_PREFIX + "/.well-known/smart-configuration")
+    async def smart_configuration() -> JSONResponse:
+        # SMART: application/json whatever Accept says, open to any origin.
+        return JSONResponse(auth.smart_configuration(), headers={"Access-Control-Allow-Origin": "*"})
+
+    app.include_router(auth.router, prefix=AUTH_PREFIX)
 
 
 def _add_cors(app: FastAPI, settings: Settings) -> None:

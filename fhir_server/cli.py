@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     _storage_options(load)
     load.add_argument("files", nargs="+", type=Path)
     load.set_defaults(run=_import)
+
+    from smart_auth.cli import add_auth_commands
+
+    add_auth_commands(commands, lambda args: _settings(args).data_dir / "auth.sqlite3", _storage_options)
     return parser
 
 
