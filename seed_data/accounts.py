@@ -18,9 +18,9 @@ from smart_auth import AuthService
 DEMO_APP = "demo-app"
 DEMO_REDIRECTS = ("http://127.0.0.1:9000/callback", "http://localhost:9000/callback")
 DEMO_APP_SCOPES = (
-    "openid fhirUser launch launch/patient offline_access online_access "
-    "patient/*.rs patient/*.read patient/*.cruds patient/*.write user/*.rs user/*.read"
-).split()
+    *("openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access"),
+    *("patient/*.rs", "patient/*.read", "patient/*.cruds", "patient/*.write", "user/*.rs", "user/*.read"),
+)
 # The first two demo patients' carers (RelatedPersons from the seed), linked by one Person so a
 # single sign-in acts for both: the patient picker then asks which.
 CARER_PERSON: dict[str, Any] = {
@@ -42,7 +42,9 @@ async def create_demo_accounts(auth: AuthService, store: Store, data_dir: Path) 
         password = secrets.token_urlsafe(12)
         await auth.create_user(username, password, kind, **details)
         lines.append(f"{username:12} {password}   ({kind})")
-    auth.create_client("Demo SMART app", "public", client_id=DEMO_APP, redirect_uris=DEMO_REDIRECTS, scopes=DEMO_APP_SCOPES)
+    auth.create_client(
+        "Demo SMART app", "public", client_id=DEMO_APP, redirect_uris=DEMO_REDIRECTS, scopes=DEMO_APP_SCOPES
+    )
     path = data_dir / "demo-credentials.txt"
     path.write_text("Demo sign-ins (generated on first start)\n" + "\n".join(lines) + "\n")
     path.chmod(0o600)
@@ -52,7 +54,11 @@ def _users() -> list[tuple[str, Any, dict[str, Any]]]:
     return [
         ("patient1", "patient", {"fhir_user": "Patient/pat-000001", "patient_id": "pat-000001"}),
         ("carer1", "carer", {"fhir_user": "Person/demo-carer"}),
-        ("clinician1", "clinician", {"fhir_user": "Practitioner/prac-cardiology-01", "organization": "org-trust"}),
+        (
+            "clinician1",
+            "clinician",
+            {"fhir_user": "Practitioner/prac-cardiology-01", "organization": "org-trust"},
+        ),
         ("admin", "admin", {}),
     ]
 
