@@ -35,7 +35,7 @@ from fhir_server.settings import Settings
 from smart_auth.errors import InvalidToken
 from smart_auth.models import AccessToken
 
-BASE = "http://testserver/fhir"
+BASE = "http://127.0.0.1/fhir"  # loopback: plain http is accepted only there by the auth server
 PKB = "http://fhir.patientsknowbest.com/codesystem/privacy-label"
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 LABELS = ("GENERAL_HEALTH", "MENTAL_HEALTH", "SEXUAL_HEALTH", "SOCIAL_CARE")

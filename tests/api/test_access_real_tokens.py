@@ -25,8 +25,10 @@ async def both(tmp_path: Path) -> AsyncIterator[Both]:
     async with running(tmp_path / "auth.sqlite3") as (service, auth_client):
         await service.create_user("alice", "alice-password", "patient", patient_id="p1", display="Alice")
         service.create_client("Demo app", "public", redirect_uris=(APP,), client_id="app")
-        app = create_app(Settings(data_dir=tmp_path, auth=True, base_url=FHIR_BASE))
-        app.state.auth = service  # how the lead wires it in create_app
+        # Its own data folder: create_app may build an AuthService of its own there; this test
+        # swaps in the one the SMART flow runs on, exactly as create_app wires app.state.auth.
+        app = create_app(Settings(data_dir=tmp_path / "fhir", auth=True, base_url=FHIR_BASE))
+        app.state.auth = service
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),

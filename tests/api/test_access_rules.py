@@ -23,7 +23,7 @@ from fhir_server.settings import Settings
 from smart_auth.errors import InvalidToken
 from smart_auth.models import AccessToken
 
-BASE = "http://testserver/fhir"
+BASE = "http://127.0.0.1/fhir"  # loopback: plain http is accepted only there by the auth server
 PKB = "http://fhir.patientsknowbest.com/codesystem/privacy-label"
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 VITALS = f"{CAT}|vital-signs"
@@ -210,7 +210,7 @@ async def test_no_token_is_401_with_a_bearer_challenge(client: httpx.AsyncClient
     """No token: 401 and WWW-Authenticate: Bearer realm=... (no error code, RFC 6750 §3.1)."""
     response = await client.get("Patient/p1")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith('Bearer realm="http://testserver/fhir"')
+    assert response.headers["www-authenticate"].startswith(f'Bearer realm="{BASE}"')
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
