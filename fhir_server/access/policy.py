@@ -144,6 +144,11 @@ def role_parts(caller: Caller, letter: Letter) -> list[AccessFilter]:
     if caller.role == "patient":
         return [AccessFilter(compartments=frozenset({caller.own_patient}))] if caller.own_patient else []
     parts = [grant_part(g) for g in caller.grants if letter in "rs" or (g.can_add and letter in "cu")]
+    if letter in "rs":  # whom they care for: the Patient's own demographics, whatever labels were granted
+        parts += [
+            AccessFilter(types=frozenset({"Patient"}), compartments=frozenset({g.patient}))
+            for g in caller.grants
+        ]
     if caller.role in ("clinician", "admin") and caller.organization:
         parts.append(AccessFilter(patient_criteria=(managed_by(caller.organization),)))
     return parts

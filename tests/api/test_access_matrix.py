@@ -10,7 +10,8 @@ Rules the oracle encodes (and the server documents):
   scopes reach only the token's launch patient; backend clients use `system/` scopes only.
 - patient: own compartment; carer: a patient's compartment when that patient's active, in-date,
   privacy Consent names them, only items labelled with a granted label (unlabeled items: only with
-  all four labels), `access` = read/search, `correct` = also create/update, never delete;
+  all four labels; the Patient resource itself is readable with any grant: it says whom they care
+  for), `access` = read/search, `correct` = also create/update, never delete;
   clinician: patients whose managingOrganization is theirs; system: everything.
 - portal users (patients, carers) never write Patient (demographics belong to the source systems).
 - answers: no covering scope -> 403; a resource out of read reach -> 404; readable but not
@@ -137,6 +138,8 @@ def role_allows(who: Who, letter: str, res: Res, shares: dict[str, Share]) -> bo
     else:
         ok_action = False  # carers never delete
     ok_label = (res.label in share.labels) if res.label else share.labels == ALL_LABELS
+    if res.type == "Patient" and letter in "rs":
+        ok_label = True  # whom they care for is visible with any grant
     return ok_action and ok_label
 
 

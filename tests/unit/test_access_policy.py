@@ -87,8 +87,17 @@ def test_carer_without_grants_reaches_nothing() -> None:
 def test_carer_grant_gives_compartment_and_labels() -> None:
     grant = Grant("Patient/1", frozenset({"GENERAL_HEALTH"}), can_add=False)
     found = filter_for(caller("carer", "user/*.rs", grants=(grant,)), "s")
-    assert found.compartments == frozenset({"Patient/1"})
-    assert found.allowed_labels == frozenset({(PKB, "GENERAL_HEALTH")}) and not found.allow_unlabeled
+    labelled, demographics = found.any_of
+    assert labelled.compartments == frozenset({"Patient/1"})
+    assert labelled.allowed_labels == frozenset({(PKB, "GENERAL_HEALTH")}) and not labelled.allow_unlabeled
+    assert demographics.types == frozenset({"Patient"}) and demographics.compartments == frozenset(
+        {"Patient/1"}
+    )
+    general = (TokenEntry("_security", PKB, "GENERAL_HEALTH"),)
+    assert allows(found, ResourceView("Observation", "o", general, frozenset({"Patient/1"})))
+    assert not allows(found, ResourceView("Observation", "o", (), frozenset({"Patient/1"})))
+    assert allows(found, ResourceView("Patient", "1", (), frozenset({"Patient/1"})))
+    assert not allows(found, ResourceView("Patient", "2", (), frozenset({"Patient/2"})))
 
 
 def test_grant_of_every_label_lets_unlabeled_items_through() -> None:
@@ -278,7 +287,7 @@ def test_professional_grant_adds_to_the_clinicians_organisation() -> None:
     """A Consent to a Practitioner reaches a patient outside their organisation, within its labels."""
     grant = Grant("Patient/9", frozenset({"MENTAL_HEALTH"}), False)
     found = filter_for(caller("clinician", "user/*.rs", organization="Organization/t", grants=(grant,)), "s")
-    assert len(found.any_of) == 2
+    assert len(found.any_of) == 3  # the grant's labelled part, the Patient's demographics, the organisation
     other = ResourceView(
         "Observation", "o", (TokenEntry("_security", PKB, "MENTAL_HEALTH"),), frozenset({"Patient/9"})
     )
