@@ -10,6 +10,7 @@ reports each entry's outcome.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,8 +20,9 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from fhir_server import jsonio
-from fhir_server.errors import BadRequest, FhirError, Issue, VersionConflict
+from fhir_server.errors import BadRequest, FhirError, Issue, PreconditionFailed, VersionConflict
 from fhir_server.rest.commit import commit
+from fhir_server.rest.common import require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.create import plan_create
 from fhir_server.rest.delete import plan_conditional_delete, plan_delete
@@ -33,6 +35,7 @@ from fhir_server.rest.writes import format_instant, new_id, parse_etag, utc_now,
 from fhir_server.storage.port import StoredResource
 
 Json = dict[str, Any]
+_CONDITIONAL_REF = re.compile(r"[A-Z][A-Za-z]+\?.+")
 # The spec's processing order for a transaction; GET runs after the writes are committed.
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -140,6 +143,8 @@ async def _transaction(ctx: RequestContext, entries: list[Entry], run_get: GetRu
     now = utc_now()
     await _assign_identities(ctx, entries)
     _rewrite_references(entries)
+    for entry in entries:
+        await _within(entry, _resolve_conditional_references(ctx, entry))
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     for entry in ordered:
         if entry.method not in ("GET", "HEAD"):
@@ -201,6 +206,36 @@ def _rewrite_references(entries: list[Entry]) -> None:
     for entry in entries:
         if entry.resource is not None:
             entry.resource = _replace_refs(entry.resource, mapping)
+
+
+async def _resolve_conditional_references(ctx: RequestContext, entry: Entry) -> None:
+    """A reference `Patient?identifier=...` means the one Patient those criteria match (http.html#trules)."""
+    if entry.resource is None:
+        return
+    mapping: dict[str, str] = {}
+    for ref in sorted(_conditional_refs(entry.resource)):
+        resource_type, criteria = ref.split("?", 1)
+        require_type(resource_type)
+        match = await match_criteria(ctx, resource_type, criteria, "Conditional reference")
+        if match is None:
+            raise PreconditionFailed(f"The conditional reference '{ref}' matches no {resource_type}")
+        mapping[ref] = f"{resource_type}/{match.id}"
+    if mapping:
+        entry.resource = _replace_refs(entry.resource, mapping)
+
+
+def _conditional_refs(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and _CONDITIONAL_REF.fullmatch(ref):
+            found.add(ref)
+        for value in node.values():
+            found |= _conditional_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _conditional_refs(item)
+    return found
 
 
 def _replace_refs(node: Any, mapping: dict[str, str]) -> Any:
@@ -341,6 +376,7 @@ async def _batch(ctx: RequestContext, raw_entries: list[Any], run_get: GetRunner
             if entry.method in ("GET", "HEAD"):
                 results.append(await _read_entry(ctx, entry, run_get))
             else:
+                await _resolve_conditional_references(ctx, entry)
                 results.append(await commit(ctx, _bind(ctx, entry)))
         except FhirError as error:
             results.append(_error_result(error))

@@ -207,3 +207,33 @@ async def test_official_transaction_example_succeeds_when_its_preconditions_hold
     ]
     assert (await app_client.get("Patient/234")).status_code == 410
     assert (await app_client.get("Patient/123a")).json()["meta"]["versionId"] == "3"
+
+
+async def test_conditional_reference_resolves_to_the_one_match(app_client: httpx.AsyncClient) -> None:
+    """A reference `Patient?identifier=...` in a transaction points at the single Patient it matches."""
+    nhs = {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}
+    await app_client.put(
+        "Patient/known", json={"resourceType": "Patient", "id": "known", "identifier": [nhs]}
+    )
+    ref = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"
+    response = await app_client.post(
+        "", json=bundle("transaction", entry("POST", "Observation", observation(ref)))
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["resource"]["subject"]["reference"] == "Patient/known"
+
+
+async def test_conditional_reference_without_a_single_match_fails_the_transaction(
+    app_client: httpx.AsyncClient,
+) -> None:
+    for pid in ("twin-a", "twin-b"):
+        await app_client.put(f"Patient/{pid}", json={"resourceType": "Patient", "id": pid, "gender": "other"})
+    none = await app_client.post(
+        "", json=bundle("transaction", entry("POST", "Observation", observation("Patient?gender=unknown")))
+    )
+    assert none.status_code == 412
+    many = await app_client.post(
+        "", json=bundle("transaction", entry("POST", "Observation", observation("Patient?gender=other")))
+    )
+    assert many.status_code == 412
+    assert await count(app_client, "Observation/_history") == 0
