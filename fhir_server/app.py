@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from fhir_server.access.audit import AuditMiddleware
 from fhir_server.access.bearer import access_from_header, verifier_of
 from fhir_server.access.context import AccessContext
 from fhir_server.http.errors import CatchAll, install_error_handlers
+from fhir_server.http.fast_read import FastRead
 from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
 from fhir_server.portal.picker import patients_for_user
@@ -76,7 +78,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 await auth.close()
             await the_store.close()
 
-    app = FastAPI(title="FHIR R4 server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="FHIR R4 server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        **_no_telemetry(),
+    )
     app.state.settings = settings
     app.state.store = the_store
     app.state.started = format_instant(utc_now())
@@ -84,7 +93,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.security_extension = lambda base_url: auth.capability_security() if auth else None
     install_error_handlers(app)
     if auth is not None:
-        _mount_auth(app, auth)
+        _mount_discovery(app, auth)
 
     def base_url_of(request: Request) -> str:
         return settings.base_url or str(request.base_url).rstrip("/") + FHIR_PREFIX
@@ -105,6 +114,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     app.state.context_for = context_for
     app.include_router(fhir_router(context_for), prefix=FHIR_PREFIX)
+    if auth is not None:
+        app.include_router(auth.router, prefix=AUTH_PREFIX)
 
     @app.get("/")
     async def root(request: Request) -> JSONResponse:
@@ -113,21 +124,28 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def record_audit(event: dict[str, Any]) -> None:
         await the_store.write([plan_put(event, new_id(), 0, utc_now(), method="POST")])
 
+    app.add_middleware(FastRead, prefix=FHIR_PREFIX, context_for=context_for)  # inside the audit layer
     app.add_middleware(AuditMiddleware, record=record_audit)
     _add_cors(app, settings)
     app.add_middleware(CatchAll)
     return app
 
 
-def _mount_auth(app: FastAPI, auth: AuthService) -> None:
-    """Discovery under the FHIR base (before the FHIR routes claim the path), the auth endpoints beside it."""
+def _no_telemetry() -> dict[str, Any]:
+    """FastAPI's built-in OpenTelemetry off: spans and logs would carry URLs (search parameters are
+    patient data), and checking for it costs every request ~10 µs. Older FastAPI has no such option."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
+
+
+def _mount_discovery(app: FastAPI, auth: AuthService) -> None:
+    """SMART discovery under the FHIR base, mounted before the FHIR routes would claim the path."""
 
     @app.get(FHIR_PREFIX + "/.well-known/smart-configuration")
     async def smart_configuration() -> JSONResponse:
         # SMART: application/json whatever Accept says, open to any origin.
         return JSONResponse(auth.smart_configuration(), headers={"Access-Control-Allow-Origin": "*"})
-
-    app.include_router(auth.router, prefix=AUTH_PREFIX)
 
 
 def _add_cors(app: FastAPI, settings: Settings) -> None:

@@ -7,8 +7,9 @@ https://hl7.org/fhir/R4/http.html#versioning (ETag, Last-Modified, Location), #r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,13 +33,22 @@ class Presentation:
 
 
 def presentation(request: Request) -> Presentation:
+    headers = request.headers
+    accept, prefer_header = headers.get("accept"), headers.get("prefer")
+    if not request.scope.get("query_string") and prefer_header is None:
+        return _plain(accept)  # the common case: no _format/_pretty, no Prefer
     params = request.query_params
-    prefer = _prefer(request.headers.get("prefer"))
+    prefer = _prefer(prefer_header)
     return Presentation(
-        media_type=response_media_type(request.headers.get("accept"), params.get("_format")),
+        media_type=response_media_type(accept, params.get("_format")),
         pretty=params.get("_pretty", "false").lower() == "true",
         prefer_return=prefer.get("return", "representation"),
     )
+
+
+@lru_cache(maxsize=256)
+def _plain(accept: str | None) -> Presentation:
+    return Presentation(response_media_type(accept, None), False, "representation")
 
 
 def _prefer(header: str | None) -> dict[str, str]:
@@ -52,11 +62,17 @@ def _prefer(header: str | None) -> dict[str, str]:
 
 
 def is_lenient(request: Request) -> bool:
-    return _prefer(request.headers.get("prefer")).get("handling") == "lenient"
+    header = request.headers.get("prefer")
+    return header is not None and _prefer(header).get("handling") == "lenient"
 
 
 def http_date(moment: datetime) -> str:
-    return format_datetime(moment, usegmt=True)
+    return _http_date(int(moment.timestamp()))
+
+
+@lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return format_datetime(datetime.fromtimestamp(seconds, UTC), usegmt=True)
 
 
 def fhir_response(
