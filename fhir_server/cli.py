@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser("import", help="load Bundles (.json) or NDJSON files into the store")
     _storage_options(load)
     load.add_argument("files", nargs="+", type=Path)
+    load.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes that validate and index (0: none)"
+    )
     load.set_defaults(run=_import)
 
     from smart_auth.cli import add_auth_commands
@@ -113,11 +116,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _import(args: argparse.Namespace) -> None:
-    failed = asyncio.run(_import_files(_settings(args), args.files))
+    failed = asyncio.run(_import_files(_settings(args), args.files, args.workers))
     sys.exit(1 if failed else 0)
 
 
-async def _import_files(settings: Settings, files: list[Path]) -> int:
+async def _import_files(settings: Settings, files: list[Path], workers: int) -> int:
     from fhir_server.app import make_store
     from fhir_server.importer import import_resources, read_file
 
@@ -137,7 +140,7 @@ async def _import_files(settings: Settings, files: list[Path]) -> int:
                 def advance(done: int, task: TaskID = task) -> None:
                     progress.advance(task, done)
 
-                report = await import_resources(store, read_file(path), progress=advance)
+                report = await import_resources(store, read_file(path), progress=advance, workers=workers)
             console.print(f"{path.name}: {report.written} written, {report.failed} failed")
             for problem in report.errors:
                 console.print(f"  [yellow]{problem}[/yellow]")

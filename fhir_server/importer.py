@@ -7,20 +7,28 @@ Transaction and batch Bundles are processed exactly as if POSTed to the server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import asyncio
+import multiprocessing
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fhir_server import jsonio
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, VersionConflict
 from fhir_server.rest.bundle import process_bundle
+from fhir_server.rest.commit import commit
+from fhir_server.rest.common import require_type
 from fhir_server.rest.context import RequestContext
-from fhir_server.rest.create import plan_create
 from fhir_server.rest.dispatch import run_get
 from fhir_server.rest.update import plan_update
-from fhir_server.rest.writes import utc_now
+from fhir_server.rest.writes import new_id, plan_put, utc_now
 from fhir_server.storage.port import Store, WriteOp
+from fhir_server.validation import validate_resource
 
 Json = dict[str, Any]
 CHUNK = 200
@@ -57,28 +65,50 @@ async def import_resources(
     *,
     base_url: str = "http://localhost/fhir",
     progress: Callable[[int], None] | None = None,
+    workers: int = 0,
 ) -> ImportReport:
-    """Write every resource (Bundles of type transaction/batch are processed as such)."""
+    """Write every resource (Bundles of type transaction/batch are processed as such).
+
+    With `workers` > 0, validation and indexing (the CPU-bound part) run in that many processes
+    while the store writes the previous chunk, and chunks are still written in order.
+    """
     ctx = RequestContext(store, base_url)
     report = ImportReport()
+    with _planner(workers) as plan:
+        pipeline = _Pipeline(ctx, report, progress, plan, depth=max(1, workers) + 1)
+        try:
+            await _feed(pipeline, ctx, resources, report, progress)
+        finally:
+            pipeline.cancel()  # after an error: no planning left running in the background
+    return report
+
+
+async def _feed(
+    pipeline: _Pipeline,
+    ctx: RequestContext,
+    resources: Iterable[Json],
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+) -> None:
     chunk: list[Json] = []
     for resource in resources:
         if resource.get("resourceType") == "Bundle" and resource.get("type") in ("transaction", "batch"):
-            await _flush(ctx, chunk, report, progress)
+            await pipeline.submit(chunk)
+            await pipeline.drain()
             chunk = []
             await _process_bundle(ctx, resource, report, progress)
             continue
         for item in _unbundle(resource):
             chunk.append(item)
             if len(chunk) >= CHUNK:
-                await _flush(ctx, chunk, report, progress)
+                await pipeline.submit(chunk)
                 chunk = []
-    await _flush(ctx, chunk, report, progress)
-    return report
+    await pipeline.submit(chunk)
+    await pipeline.drain()
 
 
 def _unbundle(resource: Json) -> Iterator[Json]:
-    """A collection/searchset/document Bundle contributes its entries; anything else itself."""
+    """A collection/searchset Bundle contributes its entries; anything else itself."""
     if resource.get("resourceType") == "Bundle" and resource.get("type") in ("collection", "searchset"):
         for entry in resource.get("entry") or []:
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
@@ -100,46 +130,135 @@ async def _process_bundle(
         progress(count)
 
 
-async def _flush(
-    ctx: RequestContext, chunk: list[Json], report: ImportReport, progress: Callable[[int], None] | None
-) -> None:
-    if not chunk:
+# -- planning: validate + index, in this process or in a pool ---------------------------------------
+
+Item = tuple[Json, str, int]  # resource, id, expected version
+Planned = WriteOp | tuple[str, str]  # the op, or (where, problem)
+PlanFn = Callable[[list[Item], datetime], Awaitable[list[Planned]]]
+
+
+def plan_items(items: list[Item], now: datetime) -> list[Planned]:
+    """Validate and index each resource (pure, picklable: runs in worker processes too)."""
+    out: list[Planned] = []
+    for resource, id, expected in items:
+        kind = str(resource.get("resourceType"))
+        try:
+            require_type(kind)
+            validate_resource(resource, expected_type=kind, expected_id=id, require_id=True)
+            out.append(plan_put(resource, id, expected, now, method="PUT" if expected else "POST"))
+        except FhirError as error:
+            out.append((f"{kind}/{id}", error.message))
+    return out
+
+
+@contextmanager
+def _planner(workers: int) -> Iterator[PlanFn]:
+    if workers <= 0:
+
+        async def inline(items: list[Item], now: datetime) -> list[Planned]:
+            return plan_items(items, now)
+
+        yield inline
         return
-    ops: list[WriteOp] = []
+    # spawn, not fork: the parent has SQLite connections and threads that a fork would copy.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    async def pooled(items: list[Item], now: datetime) -> list[Planned]:
+        return await asyncio.get_running_loop().run_in_executor(pool, plan_items, items, now)
+
+    try:
+        yield pooled
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- the pipeline: plan ahead, write in order --------------------------------------------------------
+
+
+class _Pipeline:
+    def __init__(
+        self,
+        ctx: RequestContext,
+        report: ImportReport,
+        progress: Callable[[int], None] | None,
+        plan: PlanFn,
+        depth: int,
+    ) -> None:
+        self.ctx, self.report, self.progress, self.plan, self.depth = ctx, report, progress, plan, depth
+        self.in_flight: deque[tuple[list[Item], asyncio.Task[list[Planned]]]] = deque()
+
+    async def submit(self, chunk: list[Json]) -> None:
+        if not chunk:
+            return
+        for part in _without_repeats(chunk):
+            items = await self._items(part)
+            self.in_flight.append((items, asyncio.ensure_future(self.plan(items, utc_now()))))
+            if len(self.in_flight) >= self.depth:
+                await self._write_oldest()
+
+    def cancel(self) -> None:
+        for _, task in self.in_flight:
+            task.cancel()
+        self.in_flight.clear()
+
+    async def drain(self) -> None:
+        while self.in_flight:
+            await self._write_oldest()
+
+    async def _items(self, chunk: list[Json]) -> list[Item]:
+        """Each resource with its id (a new one if it has none) and the version it will replace."""
+        items: list[Item] = []
+        for resource in chunk:
+            kind, id = str(resource.get("resourceType")), resource.get("id")
+            if not isinstance(id, str):
+                id = new_id()
+                resource = {**resource, "id": id}
+            current = await self.ctx.store.read(kind, id) if kind[:1].isupper() else None
+            items.append((resource, id, current.version_id if current else 0))
+        return items
+
+    async def _write_oldest(self) -> None:
+        items, task = self.in_flight.popleft()
+        planned = await task
+        ops = [p for p in planned if isinstance(p, WriteOp)]
+        for p in planned:
+            if not isinstance(p, WriteOp):
+                self.report.fail(*p)
+        try:
+            await self.ctx.store.write(ops)
+            self.report.written += len(ops)
+        except VersionConflict:  # planned on a version another write changed since: one at a time
+            await self._write_one_by_one(items)
+        if self.progress:
+            self.progress(len(items))
+
+    async def _write_one_by_one(self, items: list[Item]) -> None:
+        for resource, id, _ in items:
+            kind = str(resource.get("resourceType"))
+            try:
+                result = await commit(self.ctx, _replan(self.ctx, kind, id, resource))
+                self.report.written += int(result.stored is not None)
+            except FhirError as error:
+                self.report.fail(f"{kind}/{id}", error.message)
+
+
+def _replan(ctx: RequestContext, kind: str, id: str, resource: Json) -> Callable[[], Awaitable[Any]]:
+    async def plan() -> Any:
+        return await plan_update(ctx, kind, id, resource, utc_now())
+
+    return plan
+
+
+def _without_repeats(chunk: list[Json]) -> Iterator[list[Json]]:
+    """Split a chunk where a resource repeats, so each write holds one version of each."""
+    part: list[Json] = []
     seen: set[tuple[str, str]] = set()
-    now = utc_now()
     for resource in chunk:
         key = (str(resource.get("resourceType")), str(resource.get("id")))
-        if key in seen:  # the same resource twice in a chunk: write what came before, then plan it
-            await _write(ctx, ops, report)
-            ops, seen = [], set()
-        op = await _plan(ctx, resource, now, report)
-        if op is not None:
-            ops.append(op)
-            seen.add((op.resource_type, op.id))
-    await _write(ctx, ops, report)
-    if progress:
-        progress(len(chunk))
-
-
-async def _plan(ctx: RequestContext, resource: Json, now: Any, report: ImportReport) -> WriteOp | None:
-    kind, id = resource.get("resourceType"), resource.get("id")
-    try:
-        if isinstance(id, str) and isinstance(kind, str):
-            planned = await plan_update(ctx, kind, id, resource, now)
-        else:
-            planned = await plan_create(ctx, str(kind), resource, now)
-    except FhirError as error:
-        report.fail(f"{kind}/{id}" if id else str(kind), error.message)
-        return None
-    return planned.op
-
-
-async def _write(ctx: RequestContext, ops: list[WriteOp], report: ImportReport) -> None:
-    if not ops:
-        return
-    try:
-        await ctx.store.write(ops)
-        report.written += len(ops)
-    except Exception as error:  # a conflicting concurrent writer: report, keep going
-        report.fail(f"chunk of {len(ops)}", type(error).__name__)
+        if key in seen and resource.get("id") is not None:
+            yield part
+            part, seen = [], set()
+        part.append(resource)
+        seen.add(key)
+    if part:
+        yield part

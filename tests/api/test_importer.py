@@ -1,0 +1,96 @@
+"""Bulk import: files and resource streams into a real SQLite store, in-process and with worker processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_server.importer import import_resources
+from fhir_server.storage.port import HistoryQuery
+from fhir_server.storage.sqlite import SqliteStore
+from seed_data.generator import generate_trust
+
+
+def patient(pid: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, **extra}
+
+
+async def open_store(path: Path) -> SqliteStore:
+    store = SqliteStore(path)
+    await store.open()
+    return store
+
+
+async def test_workers_give_the_same_store_as_in_process(tmp_path: Path) -> None:
+    resources = list(generate_trust(patients=6, seed=7))
+    stores = [await open_store(tmp_path / f"{n}.sqlite3") for n in (0, 2)]
+    try:
+        reports = [
+            await import_resources(s, resources, workers=w) for s, w in zip(stores, (0, 2), strict=True)
+        ]
+        assert [r.written for r in reports] == [len(resources)] * 2
+        for resource in resources[:: max(1, len(resources) // 40)]:
+            kind, rid = resource["resourceType"], resource["id"]
+            a, b = [await s.read(kind, rid) for s in stores]
+            assert a is not None and b is not None
+            assert orjson.loads(a.body) | {"meta": None} == orjson.loads(b.body) | {"meta": None}
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_invalid_resources_are_reported_and_the_rest_written(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "s.sqlite3")
+    try:
+        report = await import_resources(
+            store,
+            [
+                patient("ok"),
+                patient("bad", gender="robot"),
+                {"resourceType": "Spaceship", "id": "x"},
+                patient("ok2"),
+            ],
+        )
+        assert (report.written, report.failed) == (2, 2)
+        assert any("Patient/bad" in e for e in report.errors)
+        assert await store.read("Patient", "bad") is None
+    finally:
+        await store.close()
+
+
+async def test_a_resource_twice_becomes_two_versions(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "s.sqlite3")
+    try:
+        await import_resources(store, [patient("p", active=True), patient("p", active=False)])
+        page = await store.history(HistoryQuery("Patient", "p"))
+        assert [e.version_id for e in page.entries] == [2, 1]
+        current = await store.read("Patient", "p")
+        assert current is not None and orjson.loads(current.body)["active"] is False
+    finally:
+        await store.close()
+
+
+def test_cli_imports_an_ndjson_file(tmp_path: Path) -> None:
+    source = tmp_path / "trust.ndjson"
+    resources = list(generate_trust(patients=3, seed=2))
+    source.write_bytes(b"\n".join(orjson.dumps(r) for r in resources) + b"\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "import",
+            "--data-dir",
+            str(tmp_path / "data"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{len(resources)} written, 0 failed" in done.stderr
