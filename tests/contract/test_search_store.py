@@ -7,17 +7,11 @@ https://hl7.org/fhir/R4/search.html
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.search.parse import parse_search
@@ -33,41 +27,6 @@ from fhir_server.storage.port import Store, WriteOp
 
 LABELS = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 LOINC = "http://loinc.org"
-
-
-def _adapters() -> list[str]:
-    """SQLite always; the Mongo adapter once it implements search."""
-    names = ["sqlite"]
-    if importlib.util.find_spec("fhir_server.storage.mongo_search") is not None:
-        names.append("mongomock")
-        if os.environ.get("MONGODB_URI"):
-            names.append("mongodb")
-    return names
-
-
-@pytest.fixture(params=_adapters())
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    adapter: Store
-    if request.param == "sqlite":
-        from fhir_server.storage.sqlite import SqliteStore
-
-        adapter = SqliteStore(tmp_path / "search.sqlite3")
-    else:
-        from fhir_server.storage.mongo import MongoStore
-
-        database = f"search_{uuid.uuid4().hex[:12]}"
-        if request.param == "mongodb":
-            adapter = MongoStore(os.environ["MONGODB_URI"], database=database)
-        else:
-            adapter = MongoStore.in_memory_stand_in(database=database)
-    await adapter.open()
-    try:
-        yield adapter
-    finally:
-        drop = getattr(adapter, "drop_database", None)
-        if drop is not None:
-            await drop()
-        await adapter.close()
 
 
 _CLOCK = [datetime(2026, 1, 1, tzinfo=UTC)]
