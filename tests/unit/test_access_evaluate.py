@@ -5,10 +5,8 @@ a search on each adapter and compared, resource by resource, with `evaluate.allo
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,31 +68,11 @@ RESOURCES: list[dict[str, Any]] = [
 ]
 
 
-def _adapters() -> list[str]:
-    try:
-        import fhir_server.storage.mongo  # noqa: F401
-    except ImportError:
-        return ["sqlite"]
-    return ["sqlite", "mongomock"]
-
-
-@pytest.fixture(params=_adapters())
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    adapter: Store
-    if request.param == "sqlite":
-        from fhir_server.storage.sqlite import SqliteStore
-
-        adapter = SqliteStore(tmp_path / "access.sqlite3")
-    else:
-        from fhir_server.storage.mongo import MongoStore
-
-        adapter = MongoStore.in_memory_stand_in(database=f"access_{uuid.uuid4().hex[:12]}")
-    await adapter.open()
-    try:
-        await adapter.write([plan_put(r, r["id"], 0, NOW) for r in RESOURCES])
-        yield adapter
-    finally:
-        await adapter.close()
+@pytest.fixture
+async def store(store: Store) -> AsyncIterator[Store]:
+    """The shared fixture over every adapter (tests/conftest.py), holding this module's resources."""
+    await store.write([plan_put(r, r["id"], 0, NOW) for r in RESOURCES])
+    yield store
 
 
 def _flat_filters() -> list[AccessFilter]:
