@@ -52,7 +52,7 @@ async def create_demo_accounts(auth: AuthService, store: Store, data_dir: Path) 
 
 def _users() -> list[tuple[str, Any, dict[str, Any]]]:
     return [
-        ("patient1", "patient", {"fhir_user": "Patient/pat-000001", "patient_id": "pat-000001"}),
+        ("patient1", "patient", {"fhir_user": "Patient/pat-000004", "patient_id": "pat-000004"}),
         ("carer1", "carer", {"fhir_user": "Person/demo-carer"}),
         (
             "clinician1",

@@ -49,6 +49,15 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
 
         return fhir_response(Result(200, body=orjson.dumps(body)), how, ctx.base_url)
 
+    # Every other GET (read, vread, search, history, compartments, $everything) is routed by path in
+    # rest.dispatch; declared early so a GET is not matched against each write route first.
+    @router.get("/{path:path}")
+    @router.get("")
+    async def get(request: Request, path: str = "") -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        result = await run_get(ctx, path, request.query_params.multi_items())
+        return fhir_response(result, how, ctx.base_url, request=request)
+
     @router.post("/")
     @router.post("")
     async def batch_or_transaction(request: Request) -> Response:
@@ -137,13 +146,6 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
             return await plan_delete(ctx, resource_type, id, utc_now(), if_match=if_match)
 
         return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
-
-    @router.get("/{path:path}")
-    @router.get("")
-    async def get(request: Request, path: str = "") -> Response:
-        how, ctx = presentation(request), await context_for(request)
-        result = await run_get(ctx, path, request.query_params.multi_items())
-        return fhir_response(result, how, ctx.base_url, request=request)
 
     return router
 
