@@ -20,8 +20,18 @@ MIN_INSTANT = -(2**62)
 MAX_INSTANT = 2**62
 
 
+class _Compact:
+    """Pickles as (class, field values): half the cost of the default for slotted dataclasses, which
+    matters when worker processes send millions of entries back to the importer."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), tuple(getattr(self, name) for name in self.__slots__))
+
+
 @dataclass(frozen=True, slots=True)
-class TokenEntry:
+class TokenEntry(_Compact):
     param: str
     system: str | None
     code: str | None
@@ -29,21 +39,21 @@ class TokenEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class StringEntry:
+class StringEntry(_Compact):
     param: str
     value: str  # folded
     exact: str  # as written
 
 
 @dataclass(frozen=True, slots=True)
-class DateEntry:
+class DateEntry(_Compact):
     param: str
     low: int  # inclusive, µs since epoch UTC
     high: int  # exclusive
 
 
 @dataclass(frozen=True, slots=True)
-class NumberEntry:
+class NumberEntry(_Compact):
     param: str
     value: float
     low: float  # implicit precision range [low, high)
@@ -51,7 +61,7 @@ class NumberEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class QuantityEntry:
+class QuantityEntry(_Compact):
     param: str
     value: float
     low: float
@@ -62,7 +72,7 @@ class QuantityEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class ReferenceEntry:
+class ReferenceEntry(_Compact):
     param: str
     target_type: str | None  # local references: "Patient"
     target_id: str | None  # local references: "123"
@@ -72,13 +82,13 @@ class ReferenceEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class UriEntry:
+class UriEntry(_Compact):
     param: str
     value: str
 
 
 @dataclass(frozen=True, slots=True)
-class CompositeEntry:
+class CompositeEntry(_Compact):
     """One combination of component values of a composite parameter (e.g. code-value-quantity)."""
 
     param: str

@@ -176,12 +176,38 @@ class _transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+class _Pending:
+    """Rows of one write gathered across its ops and inserted table by table at the end: a few
+    executemany calls instead of several per resource. A resource written twice in one write
+    flushes first, so its second version's clean-up sees the first's rows."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.rows: sqlite_index.Rows = {}
+        self.touched: set[int] = set()
+
+    def claim(self, res: int) -> None:
+        if res in self.touched:
+            self.flush()
+        self.touched.add(res)
+
+    def add(self, table: str, row: tuple[object, ...]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def flush(self) -> None:
+        sqlite_index.insert_rows(self.conn, self.rows)
+        self.rows, self.touched = {}, set()
+
+
 def _write_all(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[StoredResource]:
     with _transaction(conn):
-        return [_write_one(conn, op) for op in ops]
+        pending = _Pending(conn)
+        written = [_write_one(conn, op, pending) for op in ops]
+        pending.flush()
+        return written
 
 
-def _write_one(conn: sqlite3.Connection, op: WriteOp) -> StoredResource:
+def _write_one(conn: sqlite3.Connection, op: WriteOp, pending: _Pending) -> StoredResource:
     row = conn.execute(
         "SELECT res, version FROM resource WHERE type = ? AND id = ?", (op.resource_type, op.id)
     ).fetchone()
@@ -201,28 +227,26 @@ def _write_one(conn: sqlite3.Connection, op: WriteOp) -> StoredResource:
             "UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE res = ?",
             (version, updated, deleted, res),
         )
-    conn.execute(
-        "INSERT INTO version(res, type, version, last_updated, deleted, method, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (res, op.resource_type, version, updated, deleted, op.method, op.body),
-    )
-    _replace_index(conn, res, op, had_previous=row is not None)
+    pending.claim(res)
+    # Column order of `version` (vid first: NULL lets SQLite assign it).
+    pending.add("version", (None, res, op.resource_type, version, updated, deleted, op.method, op.body))
+    _replace_index(conn, res, op, pending, had_previous=row is not None)
     return StoredResource(
         op.resource_type, op.id, version, op.last_updated, op.body is None, op.body or b"", op.method
     )
 
 
-def _replace_index(conn: sqlite3.Connection, res: int, op: WriteOp, *, had_previous: bool) -> None:
+def _replace_index(
+    conn: sqlite3.Connection, res: int, op: WriteOp, pending: _Pending, *, had_previous: bool
+) -> None:
     if had_previous:
         conn.execute("DELETE FROM compartment WHERE res = ?", (res,))
         sqlite_index.delete_entries(conn, res)
     if op.body is None:
         return  # a tombstone is found by no search
-    conn.executemany(
-        "INSERT OR IGNORE INTO compartment(res, compartment) VALUES (?, ?)",
-        [(res, c) for c in op.compartments],
-    )
-    sqlite_index.write_entries(conn, res, op.resource_type, op.entries)
+    for compartment in dict.fromkeys(op.compartments):
+        pending.add("compartment", (res, compartment))
+    sqlite_index.add_entry_rows(pending.rows, res, op.resource_type, op.entries)
 
 
 def _history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryPage:

@@ -107,11 +107,19 @@ SCHEMA: list[str] = [
         res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL, grp INTEGER NOT NULL,
         comp INTEGER NOT NULL, s1 TEXT, s2 TEXT, s3 TEXT, n1 REAL, n2 REAL, n3 REAL,
         i1 INTEGER, i2 INTEGER, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    # _text/_content word lists: matched by scanning one resource's row, so no value index (an index on
+    # these long strings would cost every write and much of the file, and never serve a query).
+    """CREATE TABLE IF NOT EXISTS ix_words (res INTEGER NOT NULL, pid INTEGER NOT NULL, words TEXT NOT NULL,
+        PRIMARY KEY(res, pid)) WITHOUT ROWID""",
     # _lastUpdated searches and sorts within a type.
     "CREATE INDEX IF NOT EXISTS resource_type_updated ON resource(type, last_updated)",
 ]
+_WORD_PARAMS = frozenset({"_text", "_content"})
 
-_TABLES = ("ix_token", "ix_string", "ix_date", "ix_number", "ix_quantity", "ix_ref", "ix_uri", "ix_composite")
+_TABLES = (
+    *("ix_token", "ix_string", "ix_date", "ix_number", "ix_quantity", "ix_ref", "ix_uri", "ix_composite"),
+    "ix_words",
+)
 _KIND_TABLE: dict[str, str] = {
     "token": "ix_token",
     "string": "ix_string",
@@ -150,23 +158,39 @@ def delete_entries(conn: sqlite3.Connection, res: int) -> None:
         conn.execute(f"DELETE FROM {table} WHERE res = ?", (res,))
 
 
+Rows = dict[str, list[tuple[Any, ...]]]  # table -> rows to insert
+
+
 def write_entries(
     conn: sqlite3.Connection, res: int, resource_type: str, entries: Sequence[IndexEntry]
 ) -> None:
     """Insert a resource's entries, duplicates dropped, grouped per table in one executemany each."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
+    rows: Rows = {}
+    add_entry_rows(rows, res, resource_type, entries)
+    insert_rows(conn, rows)
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Rows) -> None:
+    """One executemany per table: a whole write's entries go in a handful of calls."""
+    for table, table_rows in rows.items():
+        if table_rows:
+            marks = ",".join("?" * len(table_rows[0]))
+            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", table_rows)
+
+
+def add_entry_rows(rows: Rows, res: int, resource_type: str, entries: Sequence[IndexEntry]) -> None:
+    """Add one resource's index rows (duplicate entries dropped) to `rows`."""
     for n, entry in enumerate(dict.fromkeys(entries)):
         if entry.param in _RESOURCE_COLUMNS:
             continue
         p = pid(resource_type, entry.param)
-        if isinstance(entry, CompositeEntry):
+        if entry.param in _WORD_PARAMS and isinstance(entry, StringEntry):
+            rows.setdefault("ix_words", []).append((res, p, entry.value))
+        elif isinstance(entry, CompositeEntry):
             rows.setdefault("ix_composite", []).extend(_composite_rows(res, p, n, entry))
         else:
             table, values = _entry_row(entry)
             rows.setdefault(table, []).append((res, p, n, *values))
-    for table, table_rows in rows.items():
-        marks = ",".join("?" * len(table_rows[0]))
-        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", table_rows)
 
 
 def _entry_row(entry: IndexEntry) -> tuple[str, tuple[Any, ...]]:
@@ -443,10 +467,10 @@ class _Builder:
         options = []
         for value in clause.values:
             words = value.value.split() if isinstance(value, StringValue) else []
-            options.append(_all_of((f"instr(' ' || {e}.value, ?) > 0", [f" {w}"]) for w in words))
+            options.append(_all_of((f"instr(' ' || {e}.words, ?) > 0", [f" {w}"]) for w in words))
         cond = _any_of(options)
         where = f"{e}.res = {r}.res AND {e}.pid = ? AND {cond[0]}"
-        return f"EXISTS (SELECT 1 FROM ix_string {e} WHERE {where})", [pid("*", clause.param), *cond[1]]
+        return f"EXISTS (SELECT 1 FROM ix_words {e} WHERE {where})", [pid("*", clause.param), *cond[1]]
 
     def _chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
         f, t = self.alias("f"), self.alias("t")
