@@ -24,7 +24,7 @@ class _Compact:
     """Pickles as (class, field values): half the cost of the default for slotted dataclasses, which
     matters when worker processes send millions of entries back to the importer."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return (type(self), tuple(getattr(self, name) for name in self.__slots__))
