@@ -15,7 +15,7 @@ from fhir_server.access.audit import AuditMiddleware
 from fhir_server.access.bearer import access_from_header, verifier_of
 from fhir_server.access.context import AccessContext
 from fhir_server.http.errors import CatchAll, install_error_handlers
-from fhir_server.http.fast_read import FastRead
+from fhir_server.http.fast_get import FastGet
 from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
 from fhir_server.portal.picker import patients_for_user
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def record_audit(event: dict[str, Any]) -> None:
         await the_store.write([plan_put(event, new_id(), 0, utc_now(), method="POST")])
 
-    app.add_middleware(FastRead, prefix=FHIR_PREFIX, context_for=context_for)  # inside the audit layer
+    app.add_middleware(FastGet, prefix=FHIR_PREFIX, context_for=context_for)  # inside the audit layer
     app.add_middleware(AuditMiddleware, record=record_audit)
     _add_cors(app, settings)
     app.add_middleware(CatchAll)

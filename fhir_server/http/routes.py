@@ -39,18 +39,22 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
     """All FHIR interactions under the FHIR base; `context_for` resolves store, base URL and access."""
     router = APIRouter()
 
+    statements: dict[str, bytes] = {}  # per base URL: the statement only changes with the code
+
     @router.get("/metadata")
     async def metadata(request: Request) -> Response:
         ctx = await context_for(request)
         how = presentation(request)
-        state = request.app.state
-        body = capability_statement(ctx.base_url, state.security_extension(ctx.base_url), state.started)
-        import orjson
-
-        return fhir_response(Result(200, body=orjson.dumps(body)), how, ctx.base_url)
+        if ctx.base_url not in statements:
+            state = request.app.state
+            security = state.security_extension(ctx.base_url)
+            statement = capability_statement(ctx.base_url, security, state.started)
+            statements[ctx.base_url] = jsonio.dumps(statement)
+        return fhir_response(Result(200, body=statements[ctx.base_url]), how, ctx.base_url)
 
     # Every other GET (read, vread, search, history, compartments, $everything) is routed by path in
-    # rest.dispatch; declared early so a GET is not matched against each write route first.
+    # rest.dispatch. http.fast_get answers these before the router; the route stays for the bare base
+    # URL and for an app mounted without that layer.
     @router.get("/{path:path}")
     @router.get("")
     async def get(request: Request, path: str = "") -> Response:
