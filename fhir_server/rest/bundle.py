@@ -204,8 +204,16 @@ def _rewrite_references(entries: list[Entry]) -> None:
     if not mapping:
         return
     for entry in entries:
-        if entry.resource is not None:
+        if entry.resource is not None and not _references_of(entry).isdisjoint(mapping):
             entry.resource = _replace_refs(entry.resource, mapping)
+
+
+def _references_of(entry: Entry) -> set[str]:
+    """Every Reference.reference string in the entry's resource (one walk, remembered)."""
+    if "references" not in entry.extra:
+        entry.extra["references"] = _references(entry.resource) if entry.resource is not None else set()
+    found: set[str] = entry.extra["references"]
+    return found
 
 
 async def _resolve_conditional_references(ctx: RequestContext, entry: Entry) -> None:
@@ -213,7 +221,8 @@ async def _resolve_conditional_references(ctx: RequestContext, entry: Entry) -> 
     if entry.resource is None:
         return
     mapping: dict[str, str] = {}
-    for ref in sorted(_conditional_refs(entry.resource)):
+    # urn:uuid rewriting never makes a conditional reference, so the remembered set still holds them.
+    for ref in sorted(r for r in _references_of(entry) if _CONDITIONAL_REF.fullmatch(r)):
         resource_type, criteria = ref.split("?", 1)
         require_type(resource_type)
         match = await match_criteria(ctx, resource_type, criteria, "Conditional reference")
@@ -224,17 +233,19 @@ async def _resolve_conditional_references(ctx: RequestContext, entry: Entry) -> 
         entry.resource = _replace_refs(entry.resource, mapping)
 
 
-def _conditional_refs(node: Any) -> set[str]:
-    found: set[str] = set()
+def _references(node: Any, found: set[str] | None = None) -> set[str]:
+    found = set() if found is None else found
     if isinstance(node, dict):
         ref = node.get("reference")
-        if isinstance(ref, str) and _CONDITIONAL_REF.fullmatch(ref):
+        if isinstance(ref, str):
             found.add(ref)
         for value in node.values():
-            found |= _conditional_refs(value)
+            if isinstance(value, dict | list):
+                _references(value, found)
     elif isinstance(node, list):
         for item in node:
-            found |= _conditional_refs(item)
+            if isinstance(item, dict | list):
+                _references(item, found)
     return found
 
 
