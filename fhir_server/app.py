@@ -20,6 +20,7 @@ from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
 from fhir_server.portal.picker import patients_for_user
 from fhir_server.rest.context import RequestContext
+from fhir_server.rest.planning import Planner
 from fhir_server.rest.writes import format_instant, new_id, plan_put, utc_now
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     settings = settings or Settings.from_env()
     the_store = store or make_store(settings)
     auth = make_auth(settings, the_store)
+    planner = Planner()  # worker processes for large transactions, started on first use
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         finally:
             if auth is not None:
                 await auth.close()
+            planner.close()
             await the_store.close()
 
     app = FastAPI(
@@ -102,7 +105,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         base_url = base_url_of(request)
         access = await access_for(request, base_url)
         request.state.access = access  # for the audit middleware
-        return RequestContext(the_store, base_url, strict=not is_lenient(request), access=access)
+        return RequestContext(
+            the_store, base_url, strict=not is_lenient(request), access=access, planner=planner
+        )
 
     async def access_for(request: Request, base_url: str) -> AccessContext | None:
         """The caller's access (401 without a valid token); None when auth is off or the path is open."""

@@ -8,10 +8,8 @@ Transaction and batch Bundles are processed exactly as if POSTed to the server.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,13 +20,12 @@ from fhir_server import jsonio
 from fhir_server.errors import FhirError, VersionConflict
 from fhir_server.rest.bundle import process_bundle
 from fhir_server.rest.commit import commit
-from fhir_server.rest.common import require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.dispatch import run_get
+from fhir_server.rest.planning import Item, PlanError, Planner, plan_items
 from fhir_server.rest.update import plan_update
-from fhir_server.rest.writes import new_id, plan_put, utc_now
+from fhir_server.rest.writes import new_id, utc_now
 from fhir_server.storage.port import Store, WriteOp
-from fhir_server.validation import validate_resource
 
 Json = dict[str, Any]
 CHUNK = 200
@@ -132,23 +129,8 @@ async def _process_bundle(
 
 # -- planning: validate + index, in this process or in a pool ---------------------------------------
 
-Item = tuple[Json, str, int]  # resource, id, expected version
-Planned = WriteOp | tuple[str, str]  # the op, or (where, problem)
+Planned = WriteOp | PlanError
 PlanFn = Callable[[list[Item], datetime], Awaitable[list[Planned]]]
-
-
-def plan_items(items: list[Item], now: datetime) -> list[Planned]:
-    """Validate and index each resource (pure, picklable: runs in worker processes too)."""
-    out: list[Planned] = []
-    for resource, id, expected in items:
-        kind = str(resource.get("resourceType"))
-        try:
-            require_type(kind)
-            validate_resource(resource, expected_type=kind, expected_id=id, require_id=True)
-            out.append(plan_put(resource, id, expected, now, method="PUT" if expected else "POST"))
-        except FhirError as error:
-            out.append((f"{kind}/{id}", error.message))
-    return out
 
 
 @contextmanager
@@ -160,16 +142,15 @@ def _planner(workers: int) -> Iterator[PlanFn]:
 
         yield inline
         return
-    # spawn, not fork: the parent has SQLite connections and threads that a fork would copy.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    planner = Planner(workers)
 
     async def pooled(items: list[Item], now: datetime) -> list[Planned]:
-        return await asyncio.get_running_loop().run_in_executor(pool, plan_items, items, now)
+        return await planner.plan(items, now)
 
     try:
         yield pooled
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        planner.close()
 
 
 # -- the pipeline: plan ahead, write in order --------------------------------------------------------
@@ -222,8 +203,8 @@ class _Pipeline:
         planned = await task
         ops = [p for p in planned if isinstance(p, WriteOp)]
         for p in planned:
-            if not isinstance(p, WriteOp):
-                self.report.fail(*p)
+            if isinstance(p, PlanError):
+                self.report.fail(p.where, p.message)
         try:
             await self.ctx.store.write(ops)
             self.report.written += len(ops)

@@ -10,6 +10,7 @@ reports each entry's outcome.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -29,12 +30,15 @@ from fhir_server.rest.delete import plan_conditional_delete, plan_delete
 from fhir_server.rest.outcome import outcome_bytes
 from fhir_server.rest.patch import plan_patch
 from fhir_server.rest.planned import Planned, match_criteria
+from fhir_server.rest.planning import Item, PlanError
 from fhir_server.rest.result import Result
 from fhir_server.rest.update import plan_conditional_update, plan_update
 from fhir_server.rest.writes import format_instant, new_id, parse_etag, utc_now, version_conflict_error
 from fhir_server.storage.port import StoredResource
 
 Json = dict[str, Any]
+log = logging.getLogger(__name__)
+PARALLEL_FROM = 32  # creations in one transaction worth sending to worker processes
 _CONDITIONAL_REF = re.compile(r"[A-Z][A-Za-z]+\?.+")
 # The spec's processing order for a transaction; GET runs after the writes are committed.
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -145,6 +149,7 @@ async def _transaction(ctx: RequestContext, entries: list[Entry], run_get: GetRu
     _rewrite_references(entries)
     for entry in entries:
         await _within(entry, _resolve_conditional_references(ctx, entry))
+    await _prepare_creations(ctx, entries, now)
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     for entry in ordered:
         if entry.method not in ("GET", "HEAD"):
@@ -261,6 +266,25 @@ def _replace_refs(node: Any, mapping: dict[str, str]) -> Any:
     return node
 
 
+async def _prepare_creations(ctx: RequestContext, entries: list[Entry], now: datetime) -> None:
+    """Validate and index a large transaction's new resources in worker processes, all at once."""
+    creations = [e for e in entries if e.method == "POST" and e.assigned_id and e.resource is not None]
+    if ctx.planner is None or len(creations) < PARALLEL_FROM:
+        return
+    items: list[Item] = [
+        ({**(e.resource or {}), "id": e.assigned_id}, str(e.assigned_id), 0) for e in creations
+    ]
+    try:
+        results = await ctx.planner.plan(items, now)
+    except Exception as error:  # no worker processes to be had: plan them here, as for small ones
+        log.warning(
+            "worker processes unavailable (%s); planning the transaction in-process", type(error).__name__
+        )
+        return
+    for entry, planned in zip(creations, results, strict=True):
+        entry.extra["prepared"] = planned
+
+
 def _refuse_overlaps(entries: list[Entry]) -> None:
     """The spec: a transaction SHALL fail if two entries change the same resource."""
     seen: dict[tuple[str, str], Entry] = {}
@@ -287,7 +311,10 @@ async def _plan(ctx: RequestContext, entry: Entry, now: datetime) -> Planned:
         existing = entry.extra.get("existing")
         if isinstance(existing, StoredResource):
             return Planned(200, existing=existing, location=True)
-        return await plan_create(ctx, segments[0], resource, now, id=entry.assigned_id)
+        prepared = entry.extra.get("prepared")
+        if isinstance(prepared, PlanError):
+            raise prepared.error()
+        return await plan_create(ctx, segments[0], resource, now, id=entry.assigned_id, prepared=prepared)
     if entry.method == "DELETE":
         if len(segments) == 1 and entry.query:
             return await plan_conditional_delete(ctx, segments[0], entry.query, now)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fhir_server.storage.port import Store
+
+if TYPE_CHECKING:
+    from fhir_server.rest.planning import Planner
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +19,5 @@ class RequestContext:
     # The caller's access decision context (fhir_server.access); None = unrestricted (no auth
     # configured, or an internal caller such as the importer).
     access: object | None = None
+    # Worker processes for validating and indexing large transactions; None: all in this process.
+    planner: Planner | None = None

@@ -10,6 +10,7 @@ from fhir_server.rest.common import require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.planned import Planned, match_criteria
 from fhir_server.rest.writes import new_id, plan_put
+from fhir_server.storage.port import WriteOp
 from fhir_server.validation import validate_resource
 
 
@@ -21,16 +22,21 @@ async def plan_create(
     *,
     if_none_exist: str | None = None,
     id: str | None = None,
+    prepared: WriteOp | None = None,
 ) -> Planned:
-    """Create with a server-assigned id (the body's id is ignored, as the spec says)."""
+    """Create with a server-assigned id (the body's id is ignored, as the spec says).
+
+    `prepared`: the op already validated and indexed elsewhere (rest.planning, for a large
+    transaction); the access checks still run here."""
     require_type(resource_type)
     guard.require_scope(ctx, "create", resource_type)
     body = {k: v for k, v in resource.items() if k != "id"}
-    validate_resource(body, expected_type=resource_type)
+    if prepared is None:
+        validate_resource(body, expected_type=resource_type)
     if if_none_exist:
         existing = await match_criteria(ctx, resource_type, if_none_exist, "If-None-Exist")
         if existing is not None:
             return Planned(200, existing=existing, location=True)
-    op = plan_put(body, id or new_id(), 0, now, method="POST")
+    op = prepared or plan_put(body, id or new_id(), 0, now, method="POST")
     await guard.require_writable_new(ctx, "create", op)  # e.g. not for another patient
     return Planned(201, op, location=True)

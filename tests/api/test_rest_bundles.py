@@ -237,3 +237,36 @@ async def test_conditional_reference_without_a_single_match_fails_the_transactio
     )
     assert many.status_code == 412
     assert await count(app_client, "Observation/_history") == 0
+
+
+def large_transaction(size: int, *, bad_at: int | None = None) -> dict[str, Any]:
+    """A Patient and `size` Observations about it, by urn:uuid: big enough to use worker processes."""
+    urn = "urn:uuid:0b9a1d8e-6f00-4c55-9e31-6d2a4c1f0001"
+    entries = [entry("POST", "Patient", {"resourceType": "Patient", "active": True}, fullUrl=urn)]
+    for n in range(size):
+        entries.append(
+            entry("POST", "Observation", observation(urn, status="bogus" if n == bad_at else "final"))
+        )
+    return bundle("transaction", *entries)
+
+
+async def test_large_transaction_validated_in_worker_processes_is_all_written(
+    app_client: httpx.AsyncClient,
+) -> None:
+    response = await app_client.post("", json=large_transaction(60))
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    patient_id = entries[0]["resource"]["id"]
+    assert all(e["response"]["status"] == "201 Created" for e in entries)
+    assert {e["resource"]["subject"]["reference"] for e in entries[1:]} == {f"Patient/{patient_id}"}
+    assert await count(app_client, "Observation/_history") == 60
+
+
+async def test_large_transaction_with_one_invalid_entry_changes_nothing(
+    app_client: httpx.AsyncClient,
+) -> None:
+    response = await app_client.post("", json=large_transaction(60, bad_at=41))
+    assert response.status_code == 422
+    expressions = [x for issue in response.json()["issue"] for x in issue.get("expression", [])]
+    assert "Bundle.entry[42].resource.status" in expressions
+    assert await count(app_client) == 0
