@@ -72,7 +72,7 @@ async def import_resources(
     ctx = RequestContext(store, base_url)
     report = ImportReport()
     with _planner(workers) as plan:
-        pipeline = _Pipeline(ctx, report, progress, plan, depth=max(1, workers) + 1)
+        pipeline = _Pipeline(ctx, report, progress, plan, depth=max(1, workers) + 3)
         try:
             await _feed(pipeline, ctx, resources, report, progress)
         finally:
