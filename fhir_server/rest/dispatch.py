@@ -41,11 +41,11 @@ async def _instance(ctx: RequestContext, resource_type: str, rest: list[str], pa
     id = require_id(rest[0])
     tail = rest[1:]
     if not tail:
-        return await read_interaction.read(ctx, resource_type, id)
+        return await read_interaction.read(ctx, resource_type, id, params)
     if tail == ["_history"]:
         return await history_interaction.history(ctx, resource_type, id, params)
     if len(tail) == 2 and tail[0] == "_history":
-        return await read_interaction.vread(ctx, resource_type, id, tail[1])
+        return await read_interaction.vread(ctx, resource_type, id, tail[1], params)
     if resource_type == "Patient" and tail == ["$everything"]:
         guard.require_scope(ctx, "search", None)
         await guard.require_searchable(ctx, "Patient", id)  # another patient's: 404, as if unknown

@@ -266,3 +266,24 @@ async def test_nan_is_not_json(app_client: httpx.AsyncClient) -> None:
     )
     response = await app_client.post("Observation", content=body, headers=FHIR_JSON)
     assert response.status_code == 400
+
+
+async def test_summary_and_elements_apply_to_read_and_vread(app_client: httpx.AsyncClient) -> None:
+    """_summary/_elements cut a read down and tag it SUBSETTED; a plain read is the stored resource."""
+    body = patient(
+        "Smith",
+        gender="female",
+        birthDate="1970-01-01",
+        text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Jo</div>'},
+    )
+    pid = (await create(app_client, body)).json()["id"]
+    elements = (await app_client.get(f"Patient/{pid}?_elements=gender")).json()
+    assert elements["gender"] == "female" and "name" not in elements and "birthDate" not in elements
+    assert any(t.get("code") == "SUBSETTED" for t in elements["meta"]["tag"])
+    summary = (await app_client.get(f"Patient/{pid}/_history/1?_summary=true")).json()
+    assert summary["birthDate"] == "1970-01-01" and "text" not in summary
+    data = (await app_client.get(f"Patient/{pid}?_summary=data")).json()
+    assert "text" not in data and data["name"][0]["family"] == "Smith"
+    assert (await app_client.get(f"Patient/{pid}?_summary=count")).status_code == 400
+    plain = (await app_client.get(f"Patient/{pid}")).json()
+    assert "text" in plain and "tag" not in plain["meta"]
