@@ -50,7 +50,9 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
             security = state.security_extension(ctx.base_url)
             statement = capability_statement(ctx.base_url, security, state.started)
             statements[ctx.base_url] = jsonio.dumps(statement)
-        return fhir_response(Result(200, body=statements[ctx.base_url]), how, ctx.base_url)
+        response = fhir_response(Result(200, body=statements[ctx.base_url]), how, ctx.base_url)
+        response.headers["Access-Control-Allow-Origin"] = "*"  # SMART: discovery is open to any origin
+        return response
 
     # Every other GET (read, vread, search, history, compartments, $everything) is routed by path in
     # rest.dispatch. http.fast_get answers these before the router; the route stays for the bare base

@@ -75,3 +75,13 @@ async def test_request_without_token_is_401_with_challenge(tmp_path: Path) -> No
         smart_config = httpx.get(f"{base}/.well-known/smart-configuration", headers={"Accept": "text/html"})
         assert smart_config.status_code == 200
         assert smart_config.json()["code_challenge_methods_supported"] == ["S256"]
+
+
+async def test_discovery_is_open_to_any_origin(tmp_path: Path) -> None:
+    """SMART: /metadata and smart-configuration may be fetched by a browser app from any origin."""
+    with live_server(tmp_path) as (base, _):
+        origin = {"Origin": "https://some-app.example"}
+        assert httpx.get(f"{base}/metadata", headers=origin).headers["access-control-allow-origin"] == "*"
+        config = httpx.get(f"{base}/.well-known/smart-configuration", headers=origin)
+        assert config.headers["access-control-allow-origin"] == "*"
+        assert config.headers["content-type"].startswith("application/json")
