@@ -15,7 +15,7 @@ from fhir_server import jsonio
 from fhir_server.access import guard
 from fhir_server.errors import BadRequest
 from fhir_server.http.negotiation import check_request_media_type
-from fhir_server.http.responses import fhir_response, is_lenient, presentation
+from fhir_server.http.responses import fhir_response, presentation
 from fhir_server.rest import bundle as bundle_interaction
 from fhir_server.rest import search as search_interaction
 from fhir_server.rest.capabilities import capability_statement
@@ -171,7 +171,3 @@ def _json_any(body: bytes) -> Any:
         return jsonio.loads(body)
     except ValueError as error:
         raise BadRequest(f"The body is not valid JSON: {error}") from None
-
-
-def lenient(request: Request) -> bool:
-    return is_lenient(request)
