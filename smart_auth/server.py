@@ -233,18 +233,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         code: StoredCode = self.request.authorization_code
-        body = code.body
-        grant = Grant(
-            client=self.request.client,
-            user=user,
-            scopes=tuple(scope_rules.split(scope)),
-            grant_id=code.grant_id,
-            patient=body["patient"],
-            encounter=body["encounter"],
-            need_patient_banner=body["need_patient_banner"],
-            nonce=body["nonce"],
-            auth_time=body["auth_time"],
-        )
+        grant = _grant_of(self.request, user, scope, code.grant_id, code.body, nonce=code.body["nonce"])
         return self.server.issue(self.request, grant, include_refresh_token)
 
 
@@ -285,19 +274,33 @@ class SmartRefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         stored: StoredRefresh = self.request.refresh_token
-        body = stored.body
-        grant = Grant(
-            client=self.request.client,
-            user=user,
-            scopes=tuple(scope_rules.split(scope)),
-            grant_id=stored.grant_id,
-            patient=body["patient"],
-            encounter=body["encounter"],
-            need_patient_banner=body["need_patient_banner"],
-            auth_time=body["auth_time"],
-            refresh_scopes=tuple(body["scopes"]),
+        refresh_scopes = tuple(stored.body["scopes"])
+        grant = _grant_of(
+            self.request, user, scope, stored.grant_id, stored.body, refresh_scopes=refresh_scopes
         )
         return self.server.issue(self.request, grant, include_refresh_token)
+
+
+def _grant_of(
+    request: HttpRequest,
+    user: User | None,
+    scope: str | None,
+    grant_id: str,
+    body: dict[str, Any],
+    **extra: Any,
+) -> Grant:
+    """The Grant a code or refresh token carries: its launch context, as stored when it was issued."""
+    return Grant(
+        client=request.client,
+        user=user,
+        scopes=tuple(scope_rules.split(scope)),
+        grant_id=grant_id,
+        patient=body["patient"],
+        encounter=body["encounter"],
+        need_patient_banner=body["need_patient_banner"],
+        auth_time=body["auth_time"],
+        **extra,
+    )
 
 
 class BackendServicesGrant(ClientCredentialsGrant):  # type: ignore[misc]
