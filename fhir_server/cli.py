@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import os
 import sys
@@ -126,6 +127,8 @@ async def _import_files(settings: Settings, files: list[Path], workers: int) -> 
 
     store = make_store(settings)
     await store.open()
+    gc.collect()
+    gc.freeze()  # what is loaded by now lives on: the collector need not walk it again and again
     failed = 0
     try:
         for path in files:

@@ -45,20 +45,22 @@ class ImportReport:
             self.errors.append(f"{where}: {problem}")
 
 
-def read_file(path: Path) -> Iterator[Json]:
-    """The resources in a .json (resource or Bundle) or .ndjson file (one resource a line)."""
+Source = Json | bytes  # a parsed resource or Bundle, or one NDJSON line as read
+
+
+def read_file(path: Path) -> Iterator[Source]:
+    """The resources in a .json (resource or Bundle) or .ndjson file (one resource a line, left
+    unparsed: the importer routes lines by their start and parses them where it validates them)."""
     if path.suffix == ".ndjson":
         with path.open("rb") as lines:
-            for line in lines:
-                if line.strip():
-                    yield jsonio.loads(line)
+            yield from lines  # blank ones too, so that a problem can be reported by its line number
         return
-    yield jsonio.loads(path.read_bytes())
+    yield path.read_bytes()
 
 
 async def import_resources(
     store: Store,
-    resources: Iterable[Json],
+    resources: Iterable[Source],
     *,
     base_url: str = "http://localhost/fhir",
     progress: Callable[[int], None] | None = None,
@@ -83,20 +85,23 @@ async def import_resources(
 async def _feed(
     pipeline: _Pipeline,
     ctx: RequestContext,
-    resources: Iterable[Json],
+    sources: Iterable[Source],
     report: ImportReport,
     progress: Callable[[int], None] | None,
 ) -> None:
-    chunk: list[Json] = []
-    for resource in resources:
-        if resource.get("resourceType") == "Bundle" and resource.get("type") in ("transaction", "batch"):
+    chunk: list[Pending] = []
+    for number, source in enumerate(sources, start=1):
+        resource = _routable(source, number, report, progress)
+        if resource is None:
+            continue
+        if isinstance(resource, dict) and _is_bundle(resource, "transaction", "batch"):
             await pipeline.submit(chunk)
             await pipeline.drain()
             chunk = []
             await _process_bundle(ctx, resource, report, progress)
             continue
-        for item in _unbundle(resource):
-            chunk.append(item)
+        for pending in _unbundle(resource):
+            chunk.append(pending)
             if len(chunk) >= CHUNK:
                 await pipeline.submit(chunk)
                 chunk = []
@@ -104,14 +109,49 @@ async def _feed(
     await pipeline.drain()
 
 
-def _unbundle(resource: Json) -> Iterator[Json]:
+def _routable(
+    source: Source, number: int, report: ImportReport, progress: Callable[[int], None] | None
+) -> Source | None:
+    """A line that starts with its resourceType and id as it is; anything else parsed (None, and
+    reported, if it is not JSON)."""
+    if isinstance(source, dict):
+        return source
+    if not source.strip():
+        return None  # a blank line of an NDJSON file
+    head = jsonio.head_of(source)
+    if head is not None and head[0] != "Bundle":
+        return source
+    try:
+        parsed: Json = jsonio.loads(source)
+        return parsed
+    except ValueError as error:
+        report.fail(f"line {number}", f"not valid JSON: {error}")
+        if progress:
+            progress(1)
+        return None
+
+
+def _is_bundle(resource: Json, *types: str) -> bool:
+    return resource.get("resourceType") == "Bundle" and resource.get("type") in types
+
+
+Pending = tuple[Source, str, str | None]  # a resource or line, its type, its id (None: to be assigned)
+
+
+def _unbundle(resource: Source) -> Iterator[Pending]:
     """A collection/searchset Bundle contributes its entries; anything else itself."""
-    if resource.get("resourceType") == "Bundle" and resource.get("type") in ("collection", "searchset"):
+    if isinstance(resource, bytes):
+        head = jsonio.head_of(resource)
+        assert head is not None  # _routable parsed any line without one
+        yield resource, head[0], head[1]
+        return
+    if _is_bundle(resource, "collection", "searchset"):
         for entry in resource.get("entry") or []:
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                yield entry["resource"]
+                yield from _unbundle(entry["resource"])
         return
-    yield resource
+    id = resource.get("id")
+    yield resource, str(resource.get("resourceType")), id if isinstance(id, str) else None
 
 
 async def _process_bundle(
@@ -167,8 +207,9 @@ class _Pipeline:
     ) -> None:
         self.ctx, self.report, self.progress, self.plan, self.depth = ctx, report, progress, plan, depth
         self.in_flight: deque[tuple[list[Item], asyncio.Task[list[Planned]]]] = deque()
+        self.ahead: dict[tuple[str, str], int] = {}  # (type, id) -> the version planned, not yet written
 
-    async def submit(self, chunk: list[Json]) -> None:
+    async def submit(self, chunk: list[Pending]) -> None:
         if not chunk:
             return
         for part in _without_repeats(chunk):
@@ -186,16 +227,30 @@ class _Pipeline:
         while self.in_flight:
             await self._write_oldest()
 
-    async def _items(self, chunk: list[Json]) -> list[Item]:
-        """Each resource with its id (a new one if it has none) and the version it will replace."""
-        items: list[Item] = []
-        for resource in chunk:
-            kind, id = str(resource.get("resourceType")), resource.get("id")
-            if not isinstance(id, str):
+    async def _items(self, chunk: list[Pending]) -> list[Item]:
+        """Each resource with its id (a new one if it has none) and the version it will replace,
+        looked up for the whole chunk at once."""
+        named: list[tuple[Source, str, str]] = []
+        for resource, kind, id in chunk:
+            if id is None:
                 id = new_id()
-                resource = {**resource, "id": id}
-            current = await self.ctx.store.read(kind, id) if kind[:1].isupper() else None
-            items.append((resource, id, current.version_id if current else 0))
+                resource = {**resource, "id": id} if isinstance(resource, dict) else resource
+            named.append((resource, kind, id))
+        ids_by_type: dict[str, list[str]] = {}
+        for _, kind, id in named:
+            if kind[:1].isupper():
+                ids_by_type.setdefault(kind, []).append(id)
+        current = {
+            (kind, id): version
+            for kind, ids in ids_by_type.items()
+            for id, version in (await self.ctx.store.current_versions(kind, ids)).items()
+        }
+        current.update(self.ahead)  # versions that chunks still in flight will have written
+        items: list[Item] = []
+        for resource, kind, id in named:
+            expected = current.get((kind, id), 0)
+            self.ahead[(kind, id)] = expected + 1
+            items.append((resource, id, expected))
         return items
 
     async def _write_oldest(self) -> None:
@@ -209,12 +264,22 @@ class _Pipeline:
             await self.ctx.store.write(ops)
             self.report.written += len(ops)
         except VersionConflict:  # planned on a version another write changed since: one at a time
-            await self._write_one_by_one(items)
+            planned_ok = [item for item, p in zip(items, planned, strict=True) if isinstance(p, WriteOp)]
+            await self._write_one_by_one(planned_ok)
+        for op in ops:
+            key = (op.resource_type, op.id)
+            if self.ahead.get(key) == op.expected_version + 1:
+                del self.ahead[key]
         if self.progress:
             self.progress(len(items))
 
     async def _write_one_by_one(self, items: list[Item]) -> None:
-        for resource, id, _ in items:
+        for item, id, _ in items:
+            try:
+                resource = item if isinstance(item, dict) else jsonio.loads(item)
+            except ValueError as error:
+                self.report.fail(f"{id}", f"not valid JSON: {error}")
+                continue
             kind = str(resource.get("resourceType"))
             try:
                 result = await commit(self.ctx, _replan(self.ctx, kind, id, resource))
@@ -230,16 +295,17 @@ def _replan(ctx: RequestContext, kind: str, id: str, resource: Json) -> Callable
     return plan
 
 
-def _without_repeats(chunk: list[Json]) -> Iterator[list[Json]]:
+def _without_repeats(chunk: list[Pending]) -> Iterator[list[Pending]]:
     """Split a chunk where a resource repeats, so each write holds one version of each."""
-    part: list[Json] = []
+    part: list[Pending] = []
     seen: set[tuple[str, str]] = set()
-    for resource in chunk:
-        key = (str(resource.get("resourceType")), str(resource.get("id")))
-        if key in seen and resource.get("id") is not None:
+    for pending in chunk:
+        _, kind, id = pending
+        if id is not None and (kind, id) in seen:
             yield part
             part, seen = [], set()
-        part.append(resource)
-        seen.add(key)
+        part.append(pending)
+        if id is not None:
+            seen.add((kind, id))
     if part:
         yield part

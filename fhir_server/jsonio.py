@@ -8,6 +8,7 @@ them back exactly as written. Stored bodies are emitted with orjson, which is fa
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -31,3 +32,18 @@ def _decimal(value: Any) -> Any:
 
 def dumps(value: Any, *, pretty: bool = False) -> bytes:
     return orjson.dumps(value, default=_decimal, option=orjson.OPT_INDENT_2 if pretty else 0)
+
+
+# `{"resourceType":"X","id":"Y"` at the very start, as servers and exporters write NDJSON lines.
+_HEAD = re.compile(
+    rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"\s*,'
+    rb'\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"\s*[,}]'
+)
+
+
+def head_of(line: bytes) -> tuple[str, str] | None:
+    """The resourceType and id of a serialised resource that starts with them (else None), without
+    parsing it: a bulk loader routes a line by these and leaves the parse to a worker process, which
+    checks them against what it parsed."""
+    found = _HEAD.match(line)
+    return (found[1].decode(), found[2].decode()) if found else None

@@ -14,7 +14,10 @@ storage adapters store and compare them without FHIR knowledge. https://hl7.org/
 
 from __future__ import annotations
 
+import marshal
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 MIN_INSTANT = -(2**62)
 MAX_INSTANT = 2**62
@@ -105,3 +108,44 @@ IndexEntry = (
     | UriEntry
     | CompositeEntry
 )
+
+
+# -- a compact wire form, for worker processes that send millions of entries back ------------------
+
+_KINDS: tuple[type[IndexEntry], ...] = (
+    TokenEntry,
+    StringEntry,
+    DateEntry,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    UriEntry,
+    CompositeEntry,
+)
+_KIND_NUMBER = {kind: n for n, kind in enumerate(_KINDS)}
+_COMPOSITE = _KIND_NUMBER[CompositeEntry]
+
+
+def _flat(entry: IndexEntry) -> tuple[object, ...]:
+    if type(entry) is CompositeEntry:
+        return (_COMPOSITE, entry.param, tuple(_flat(part) for part in entry.components))
+    return (_KIND_NUMBER[type(entry)], *[getattr(entry, name) for name in entry.__slots__])
+
+
+def _built(flat: tuple[Any, ...]) -> IndexEntry:
+    kind = _KINDS[flat[0]]
+    if kind is CompositeEntry:
+        return CompositeEntry(flat[1], tuple(_built(part) for part in flat[2]))
+    built: IndexEntry = kind(*flat[1:])
+    return built
+
+
+def pack_entries(entries: Iterable[IndexEntry]) -> bytes:
+    """Entries as one `marshal` blob of plain tuples: ~10x cheaper to send between processes than
+    pickling the objects (values are only str, int, float and None)."""
+    return marshal.dumps([_flat(entry) for entry in entries])
+
+
+def unpack_entries(data: bytes) -> list[IndexEntry]:
+    """The inverse of `pack_entries` (for data this same program packed)."""
+    return [_built(flat) for flat in marshal.loads(data)]

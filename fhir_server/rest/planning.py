@@ -9,6 +9,7 @@ with issues does not survive pickling as itself).
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -16,13 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fhir_server.errors import FhirError, Issue
+from fhir_server import jsonio
+from fhir_server.errors import BadRequest, FhirError, Issue
+from fhir_server.indexing.extract import extractors_for
 from fhir_server.rest.common import require_type
 from fhir_server.rest.writes import plan_put
 from fhir_server.storage.port import WriteOp
 from fhir_server.validation import validate_resource
+from fhir_server.validation.validator import supported_types
 
-Item = tuple[dict[str, Any], str, int]  # resource, id, the version it replaces (0: none)
+# The resource (parsed, or an NDJSON line whose `jsonio.head_of` gave its type and `id`), its id, and the
+# version it replaces (0: none). A line is parsed by whoever plans it: sending bytes to a worker
+# process is far cheaper than pickling the parsed resource.
+Item = tuple[dict[str, Any] | bytes, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +47,10 @@ class PlanError:
 def plan_items(items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
     """Validate and index each resource as version `expected + 1` of Type/id (pure: runs anywhere)."""
     out: list[WriteOp | PlanError] = []
-    for resource, id, expected in items:
-        kind = str(resource.get("resourceType"))
+    for item, id, expected in items:
+        kind = str(item.get("resourceType")) if isinstance(item, dict) else _head_type(item)
         try:
+            resource = item if isinstance(item, dict) else _parsed_line(item, kind, id)
             require_type(kind)
             validate_resource(resource, expected_type=kind, expected_id=id, require_id=True)
             out.append(plan_put(resource, id, expected, now, method="PUT" if expected else "POST"))
@@ -51,6 +59,30 @@ def plan_items(items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
                 PlanError(f"{kind}/{id}", error.status, error.code, error.message, tuple(error.issues))
             )
     return out
+
+
+def _head_type(line: bytes) -> str:
+    head = jsonio.head_of(line)
+    return head[0] if head else "?"
+
+
+def _parsed_line(line: bytes, kind: str, id: str) -> dict[str, Any]:
+    """The resource on one NDJSON line, which must be the `kind`/`id` its start announced."""
+    try:
+        resource = jsonio.loads(line)
+    except ValueError as error:
+        raise BadRequest(f"The line is not valid JSON: {error}") from None
+    if not isinstance(resource, dict) or (resource.get("resourceType"), resource.get("id")) != (kind, id):
+        raise BadRequest(f"The line starts as {kind}/{id} but parses as something else (a repeated key?)")
+    return resource
+
+
+def _worker_ready() -> None:
+    """Load what every plan needs, then keep the collector from walking it on every collection."""
+    supported_types()
+    extractors_for("Patient")
+    gc.collect()
+    gc.freeze()
 
 
 class Planner:
@@ -63,7 +95,9 @@ class Planner:
 
     async def plan(self, items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_ready
+            )
         loop = asyncio.get_running_loop()
         share = -(-len(items) // self.workers)  # one slice per worker
         slices = [items[i : i + share] for i in range(0, len(items), share)]

@@ -122,6 +122,13 @@ class MongoStore:
         doc = await self.resources.find_one({"_id": layout.resource_key(resource_type, id)}, _STORED_FIELDS)
         return layout.to_stored(doc) if doc else None
 
+    async def current_versions(self, resource_type: str, ids: Sequence[str]) -> dict[str, int]:
+        keys = [layout.resource_key(resource_type, id) for id in dict.fromkeys(ids)]
+        found: dict[str, int] = {}
+        async for doc in self.resources.find({"_id": {"$in": keys}}, {"id": 1, "version": 1}):
+            found[doc["id"]] = doc["version"]
+        return found
+
     async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
         key = layout.resource_key(resource_type, id)
         doc = await self.versions.find_one({"res": key, "version": version_id}, _STORED_FIELDS)

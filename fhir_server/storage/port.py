@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from fhir_server.indexing.entries import IndexEntry
+from fhir_server.indexing.entries import IndexEntry, pack_entries, unpack_entries
 
 if TYPE_CHECKING:
     from fhir_server.search.query import SearchPage, SearchQuery
@@ -52,6 +52,27 @@ class WriteOp:
     entries: Sequence[IndexEntry] = ()
     compartments: tuple[str, ...] = ()  # e.g. ("Patient/123",): the patient compartments it is in
     method: str = "PUT"
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Pickle with the entries packed (worker processes send many ops back: see rest.planning)."""
+        packed = (pack_entries(self.entries), isinstance(self.entries, tuple))
+        fields = (self.resource_type, self.id, self.expected_version, self.last_updated, self.body)
+        return (_unpickle_op, (*fields, packed, self.compartments, self.method))
+
+
+def _unpickle_op(
+    resource_type: str,
+    id: str,
+    expected_version: int,
+    last_updated: datetime,
+    body: bytes | None,
+    packed: tuple[bytes, bool],
+    compartments: tuple[str, ...],
+    method: str,
+) -> WriteOp:
+    unpacked = unpack_entries(packed[0])
+    entries = tuple(unpacked) if packed[1] else unpacked
+    return WriteOp(resource_type, id, expected_version, last_updated, body, entries, compartments, method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +114,11 @@ class Store(Protocol):
         ...
 
     async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource | None: ...
+
+    async def current_versions(self, resource_type: str, ids: Sequence[str]) -> dict[str, int]:
+        """The current version number of each of `ids` that was ever written (a deletion counts:
+        its tombstone is the current version); ids never written are absent. One round trip."""
+        ...
 
     async def write(self, ops: Sequence[WriteOp]) -> list[StoredResource]:
         """Apply every op atomically or none; raise VersionConflict on a stale expected_version."""

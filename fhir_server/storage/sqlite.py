@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fhir_server.search.query import SearchPage, SearchQuery
 
 T = TypeVar("T")
+_IN_LIMIT = 500  # ids bound in one `IN (...)`: well under SQLite's limit on host parameters
 
 CORE_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS resource (
@@ -139,6 +140,18 @@ class SqliteStore:
         row = self.reader.execute(_READ_VERSION, (resource_type, id, version_id)).fetchone()
         return _row_to_stored(row) if row else None
 
+    async def current_versions(self, resource_type: str, ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _IN_LIMIT):
+            part = unique[start : start + _IN_LIMIT]
+            rows = self.reader.execute(
+                f"SELECT id, version FROM resource WHERE type = ? AND id IN ({','.join('?' * len(part))})",
+                (resource_type, *part),
+            )
+            found.update(rows)
+        return found
+
     async def history(self, query: HistoryQuery) -> HistoryPage:
         return await self._in_reader(lambda conn: _history(conn, query))
 
@@ -184,6 +197,7 @@ class _Pending:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.rows: sqlite_index.Rows = {}
+        self.updates: list[tuple[int, int, int, int]] = []
         self.touched: set[int] = set()
 
     def claim(self, res: int) -> None:
@@ -196,41 +210,70 @@ class _Pending:
 
     def flush(self) -> None:
         sqlite_index.insert_rows(self.conn, self.rows)
-        self.rows, self.touched = {}, set()
+        self.conn.executemany(
+            "UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE res = ?", self.updates
+        )
+        self.rows, self.updates, self.touched = {}, [], set()
+
+
+class _Resources:
+    """The `resource` rows a write touches, read in one query per type up front (the write holds
+    the database's write lock, so they cannot change meanwhile); new rows get the next numbers."""
+
+    def __init__(self, conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
+        self.known: dict[tuple[str, str], tuple[int, int]] = {}
+        ids_by_type: dict[str, list[str]] = {}
+        for op in ops:
+            ids_by_type.setdefault(op.resource_type, []).append(op.id)
+        for kind, ids in ids_by_type.items():
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), _IN_LIMIT):
+                part = unique[start : start + _IN_LIMIT]
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(
+                    f"SELECT id, res, version FROM resource WHERE type = ? AND id IN ({marks})", (kind, *part)
+                )
+                self.known.update(((kind, id), (res, version)) for id, res, version in rows)
+        self.last_res: int = conn.execute("SELECT coalesce(max(res), 0) FROM resource").fetchone()[0]
+
+    def current(self, op: WriteOp) -> tuple[int, int] | None:
+        return self.known.get((op.resource_type, op.id))
+
+    def new_res(self) -> int:
+        self.last_res += 1
+        return self.last_res
+
+    def set(self, op: WriteOp, res: int, version: int) -> None:
+        self.known[(op.resource_type, op.id)] = (res, version)
 
 
 def _write_all(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[StoredResource]:
     with _transaction(conn):
+        resources = _Resources(conn, ops)
         pending = _Pending(conn)
-        written = [_write_one(conn, op, pending) for op in ops]
+        written = [_write_one(op, resources, pending) for op in ops]
         pending.flush()
         return written
 
 
-def _write_one(conn: sqlite3.Connection, op: WriteOp, pending: _Pending) -> StoredResource:
-    row = conn.execute(
-        "SELECT res, version FROM resource WHERE type = ? AND id = ?", (op.resource_type, op.id)
-    ).fetchone()
+def _write_one(op: WriteOp, resources: _Resources, pending: _Pending) -> StoredResource:
+    row = resources.current(op)
     current = row[1] if row else 0
     if current != op.expected_version:
         raise VersionConflict(op.resource_type, op.id, op.expected_version, current)
     version, updated, deleted = current + 1, to_micros(op.last_updated), int(op.body is None)
     if row is None:
-        res = conn.execute(
-            "INSERT INTO resource(type, id, version, last_updated, deleted) VALUES (?, ?, ?, ?, ?)",
-            (op.resource_type, op.id, version, updated, deleted),
-        ).lastrowid
-        assert res is not None
+        res = resources.new_res()
+        pending.claim(res)
+        pending.add("resource", (res, op.resource_type, op.id, version, updated, deleted))
     else:
         res = row[0]
-        conn.execute(
-            "UPDATE resource SET version = ?, last_updated = ?, deleted = ? WHERE res = ?",
-            (version, updated, deleted, res),
-        )
-    pending.claim(res)
+        pending.claim(res)
+        pending.updates.append((version, updated, deleted, res))
+    resources.set(op, res, version)
     # Column order of `version` (vid first: NULL lets SQLite assign it).
     pending.add("version", (None, res, op.resource_type, version, updated, deleted, op.method, op.body))
-    _replace_index(conn, res, op, pending, had_previous=row is not None)
+    _replace_index(pending.conn, res, op, pending, had_previous=row is not None)
     return StoredResource(
         op.resource_type, op.id, version, op.last_updated, op.body is None, op.body or b"", op.method
     )

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from fhir_server.indexing.entries import (
@@ -161,6 +162,11 @@ def delete_entries(conn: sqlite3.Connection, res: int) -> None:
 Rows = dict[str, list[tuple[Any, ...]]]  # table -> rows to insert
 
 
+def _one(name: str) -> Callable[[Any], tuple[Any, ...]]:
+    get = attrgetter(name)
+    return lambda entry: (get(entry),)
+
+
 def write_entries(
     conn: sqlite3.Connection, res: int, resource_type: str, entries: Sequence[IndexEntry]
 ) -> None:
@@ -179,38 +185,35 @@ def insert_rows(conn: sqlite3.Connection, rows: Rows) -> None:
 
 
 def add_entry_rows(rows: Rows, res: int, resource_type: str, entries: Sequence[IndexEntry]) -> None:
-    """Add one resource's index rows (duplicate entries dropped) to `rows`."""
-    for n, entry in enumerate(dict.fromkeys(entries)):
-        if entry.param in _RESOURCE_COLUMNS:
+    """Add one resource's index rows to `rows` (entries come without duplicates: `extract_entries`)."""
+    for n, entry in enumerate(entries):
+        param = entry.param
+        if param in _RESOURCE_COLUMNS:
             continue
-        p = pid(resource_type, entry.param)
-        if entry.param in _WORD_PARAMS and isinstance(entry, StringEntry):
-            rows.setdefault("ix_words", []).append((res, p, entry.value))
-        elif isinstance(entry, CompositeEntry):
-            rows.setdefault("ix_composite", []).extend(_composite_rows(res, p, n, entry))
+        p = pid(resource_type, param)
+        kind = type(entry)
+        if kind is CompositeEntry:
+            rows.setdefault("ix_composite", []).extend(_composite_rows(res, p, n, entry))  # type: ignore[arg-type]
+        elif param in _WORD_PARAMS and kind is StringEntry:
+            rows.setdefault("ix_words", []).append((res, p, entry.value))  # type: ignore[union-attr]
         else:
-            table, values = _entry_row(entry)
-            rows.setdefault(table, []).append((res, p, n, *values))
+            table, values = _ROW_OF[kind]
+            rows.setdefault(table, []).append((res, p, n, *values(entry)))
 
 
-def _entry_row(entry: IndexEntry) -> tuple[str, tuple[Any, ...]]:
-    """The table and the value columns (after res, pid, n) of one non-composite entry."""
-    if isinstance(entry, TokenEntry):
-        return "ix_token", (entry.system, entry.code, entry.text)
-    if isinstance(entry, StringEntry):
-        return "ix_string", (entry.value, entry.exact)
-    if isinstance(entry, DateEntry):
-        return "ix_date", (entry.low, entry.high)
-    if isinstance(entry, NumberEntry):
-        return "ix_number", (entry.value, entry.low, entry.high)
-    if isinstance(entry, QuantityEntry):
-        return "ix_quantity", (entry.value, entry.low, entry.high, entry.system, entry.code, entry.unit)
-    if isinstance(entry, ReferenceEntry):
-        ref = (entry.target_type, entry.target_id, entry.url, entry.identifier_system, entry.identifier_value)
-        return "ix_ref", ref
-    if isinstance(entry, UriEntry):
-        return "ix_uri", (entry.value,)
-    raise TypeError(f"not an index entry: {entry!r}")
+# Each entry kind's table, and its value columns in table order: the fields after `param`.
+_ROW_OF: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
+    kind: (table, attrgetter(*kind.__slots__[1:]) if len(kind.__slots__) > 2 else _one(kind.__slots__[1]))
+    for kind, table in (
+        (TokenEntry, "ix_token"),
+        (StringEntry, "ix_string"),
+        (DateEntry, "ix_date"),
+        (NumberEntry, "ix_number"),
+        (QuantityEntry, "ix_quantity"),
+        (ReferenceEntry, "ix_ref"),
+        (UriEntry, "ix_uri"),
+    )
+}
 
 
 # Where each component kind lives in ix_composite's generic columns.

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from fhir_server.importer import import_resources
+from fhir_server.importer import import_resources, read_file
+from fhir_server.search.query import SearchQuery
 from fhir_server.storage.port import HistoryQuery
 from fhir_server.storage.sqlite import SqliteStore
 from seed_data.generator import generate_trust
@@ -72,6 +73,38 @@ async def test_a_resource_twice_becomes_two_versions(tmp_path: Path) -> None:
         assert current is not None and orjson.loads(current.body)["active"] is False
     finally:
         await store.close()
+
+
+async def test_ndjson_lines_are_imported_with_their_problems_reported(tmp_path: Path) -> None:
+    """Lines go to the workers unparsed when they start with type and id; the others are parsed
+    here. A broken line is reported by its number and the rest still written."""
+    source = tmp_path / "mixed.ndjson"
+    source.write_bytes(
+        b'{"resourceType":"Patient","id":"a","active":true}\n'
+        b"\n"
+        b'{"active":false,"id":"b","resourceType":"Patient"}\n'
+        b'{"resourceType":"Patient","id":"c",\n'
+        b'{"id":"e","resourceType":\n'
+        b'{"resourceType":"Patient","id":"a","active":false}\n'
+        b'{"resourceType":"Patient","id":"d","gender":"robot"}\n'
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50}}\n'
+    )
+    for workers in (0, 2):
+        store = await open_store(tmp_path / f"{workers}.sqlite3")
+        try:
+            report = await import_resources(store, read_file(source), workers=workers)
+            assert (report.written, report.failed) == (4, 3), report.errors
+            assert any(e.startswith("Patient/c:") and "not valid JSON" in e for e in report.errors)
+            assert any(e.startswith("line 5:") and "not valid JSON" in e for e in report.errors)
+            assert any("Patient/d" in e for e in report.errors)
+            a, b = await store.read("Patient", "a"), await store.read("Patient", "b")
+            assert a is not None and a.version_id == 2 and orjson.loads(a.body)["active"] is False
+            assert b is not None and b.version_id == 1
+            assert await store.read("Patient", "c") is None and await store.read("Patient", "d") is None
+            page = await store.search(SearchQuery(("Observation",)))
+            assert len(page.matches) == 1 and b'"value":1.50' in page.matches[0].body
+        finally:
+            await store.close()
 
 
 def test_cli_imports_an_ndjson_file(tmp_path: Path) -> None:

@@ -47,6 +47,24 @@ async def test_versions_accumulate_and_vread_finds_each(store: Store) -> None:
     assert (await store.read("Patient", "a")).version_id == 2  # type: ignore[union-attr]
 
 
+async def test_current_versions_of_many_ids_in_one_call(store: Store) -> None:
+    """Written ids give their current version (a deletion's tombstone included); others are absent."""
+    await store.write([put("Patient", "a", 0, T0), put("Patient", "b", 0, T0), put("Group", "a", 0, T0)])
+    await store.write([put("Patient", "a", 1, T0 + timedelta(seconds=1))])
+    await store.write([delete("Patient", "b", 1, T0 + timedelta(seconds=2))])
+    found = await store.current_versions("Patient", ["a", "b", "never", "a"])
+    assert found == {"a": 2, "b": 2}
+    assert await store.current_versions("Group", ["a", "b"]) == {"a": 1}
+    assert await store.current_versions("Patient", []) == {}
+
+
+async def test_current_versions_of_more_ids_than_one_query_binds(store: Store) -> None:
+    ids = [f"p{n}" for n in range(1200)]
+    await store.write([put("Patient", i, 0, T0) for i in ids[::3]])
+    found = await store.current_versions("Patient", ids)
+    assert found == {i: 1 for i in ids[::3]}
+
+
 async def test_stale_expected_version_is_refused(store: Store) -> None:
     await store.write([put("Patient", "a", 0, T0)])
     with pytest.raises(VersionConflict) as raised:
