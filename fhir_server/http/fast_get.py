@@ -4,6 +4,9 @@ Route matching and FastAPI's dependency solving cost as much as a read itself, s
 layer recognises `GET {base}/...` and calls exactly what the catch-all GET route would: the same
 context (token, access), `rest.dispatch.run_get` (with its access checks), the same response
 building and error handling. `metadata`, discovery and every other method pass through to the router.
+
+HEAD (https://hl7.org/fhir/R4/http.html#general: servers SHOULD support it wherever GET is) is a GET
+whose answer keeps its status and headers and loses its body, so it can never differ from GET's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class FastGet:
         self.context_for = context_for
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD" and self._below_base(scope["path"]):
+            scope, send = {**scope, "method": "GET"}, _headers_only(send)
         path = self._fhir_get_path(scope)
         if path is None:
             await self.app(scope, receive, send)
@@ -45,6 +50,9 @@ class FastGet:
             response = error_response(error.status, error.issues, error.headers)
         await response(scope, receive, send)
 
+    def _below_base(self, path: str) -> bool:
+        return path.startswith(self.prefix) or path == self.prefix[:-1]
+
     def _fhir_get_path(self, scope: dict[str, Any]) -> str | None:
         """The path below the FHIR base of a GET this layer answers; None for anything else."""
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -54,3 +62,15 @@ class FastGet:
             return None
         below = path[len(self.prefix) :]
         return None if below.split("/", 1)[0] in _ROUTED else below
+
+
+def _headers_only(send: Any) -> Any:
+    """`send` for a HEAD request: the GET answer's start (status, headers, Content-Length) as it is,
+    and its body left out."""
+
+    async def without_body(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return without_body

@@ -41,6 +41,19 @@ async def test_read_returns_what_was_stored(app_client: httpx.AsyncClient) -> No
     assert read.headers["etag"] == 'W/"1"'
 
 
+async def test_head_answers_like_get_without_a_body(app_client: httpx.AsyncClient) -> None:
+    """HEAD on a read, a search, a missing resource and the CapabilityStatement: GET's status and
+    headers, no body."""
+    created = (await create(app_client, patient())).json()
+    for path in (f"Patient/{created['id']}", "Patient?family=smith", "Patient/nobody", "metadata"):
+        got, head = await app_client.get(path), await app_client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers.get("etag") == got.headers.get("etag"), path
+    assert (await app_client.head(f"Patient/{created['id']}")).headers["etag"] == 'W/"1"'
+
+
 async def test_update_makes_version_two_and_vread_sees_both(app_client: httpx.AsyncClient) -> None:
     created = (await create(app_client, patient("Smith"))).json()
     pid = created["id"]
