@@ -115,3 +115,12 @@ class VersionConflict(Exception):
         self.resource_id = resource_id
         self.expected = expected
         self.actual = actual
+
+
+class ConditionConflict(VersionConflict):
+    """Raised by a storage adapter when a conditional create's criteria match something by the time
+    the write commits (a racing request created it first). Handled like any lost race: plan again."""
+
+    def __init__(self, resource_type: str, resource_id: str, expected: int) -> None:
+        super().__init__(resource_type, resource_id, expected, expected)
+        self.args = (f"{resource_type}: its conditional criteria matched a resource written meanwhile",)

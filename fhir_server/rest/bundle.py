@@ -29,7 +29,7 @@ from fhir_server.rest.create import plan_create
 from fhir_server.rest.delete import plan_conditional_delete, plan_delete
 from fhir_server.rest.outcome import outcome_bytes
 from fhir_server.rest.patch import plan_patch
-from fhir_server.rest.planned import Planned, match_criteria
+from fhir_server.rest.planned import Planned, guarded, match_criteria, match_criteria_guarded
 from fhir_server.rest.planning import Item, PlanError
 from fhir_server.rest.result import Result
 from fhir_server.rest.update import plan_conditional_update, plan_update
@@ -153,7 +153,8 @@ async def _transaction(ctx: RequestContext, entries: list[Entry], run_get: GetRu
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     for entry in ordered:
         if entry.method not in ("GET", "HEAD"):
-            entry.planned = await _within(entry, _plan(ctx, entry, now))
+            planned = await _within(entry, _plan(ctx, entry, now))
+            entry.planned = guarded(planned, entry.extra.get("unless_match"))
     _refuse_overlaps(entries)
     ops = [e.planned.op for e in ordered if e.planned and e.planned.op]
     try:
@@ -175,8 +176,9 @@ async def _assign_identities(ctx: RequestContext, entries: list[Entry]) -> None:
     for entry in entries:
         if entry.method == "POST":
             if entry.if_none_exist:
-                match = await _within(
-                    entry, match_criteria(ctx, entry.resource_type, entry.if_none_exist, "ifNoneExist")
+                match, entry.extra["unless_match"] = await _within(
+                    entry,
+                    match_criteria_guarded(ctx, entry.resource_type, entry.if_none_exist, "ifNoneExist"),
                 )
                 if match is not None:
                     entry.extra["existing"] = match
@@ -185,9 +187,11 @@ async def _assign_identities(ctx: RequestContext, entries: list[Entry]) -> None:
             entry.assigned_id = new_id()
             entry.extra["target"] = f"{entry.resource_type}/{entry.assigned_id}"
         elif entry.method == "PUT" and entry.query:
-            match = await _within(
-                entry, match_criteria(ctx, entry.resource_type, entry.query, "Conditional update")
+            match, unless_match = await _within(
+                entry, match_criteria_guarded(ctx, entry.resource_type, entry.query, "Conditional update")
             )
+            if match is None:
+                entry.extra["unless_match"] = unless_match
             body_id = (entry.resource or {}).get("id")
             if match and body_id is not None and body_id != match.id:
                 raise BadRequest(
@@ -314,7 +318,11 @@ async def _plan(ctx: RequestContext, entry: Entry, now: datetime) -> Planned:
         prepared = entry.extra.get("prepared")
         if isinstance(prepared, PlanError):
             raise prepared.error()
-        return await plan_create(ctx, segments[0], resource, now, id=entry.assigned_id, prepared=prepared)
+        # A transaction resolved ifNoneExist with the other entries' identities; a batch entry here.
+        criteria = entry.if_none_exist if entry.assigned_id is None else None
+        return await plan_create(
+            ctx, segments[0], resource, now, id=entry.assigned_id, prepared=prepared, if_none_exist=criteria
+        )
     if entry.method == "DELETE":
         if len(segments) == 1 and entry.query:
             return await plan_conditional_delete(ctx, segments[0], entry.query, now)

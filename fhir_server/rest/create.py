@@ -8,7 +8,7 @@ from typing import Any
 from fhir_server.access import guard
 from fhir_server.rest.common import require_type
 from fhir_server.rest.context import RequestContext
-from fhir_server.rest.planned import Planned, match_criteria
+from fhir_server.rest.planned import Planned, guarded, match_criteria_guarded
 from fhir_server.rest.writes import new_id, plan_put
 from fhir_server.storage.port import WriteOp
 from fhir_server.validation import validate_resource
@@ -33,10 +33,13 @@ async def plan_create(
     body = {k: v for k, v in resource.items() if k != "id"}
     if prepared is None:
         validate_resource(body, expected_type=resource_type)
+    unless_match = None
     if if_none_exist:
-        existing = await match_criteria(ctx, resource_type, if_none_exist, "If-None-Exist")
+        existing, unless_match = await match_criteria_guarded(
+            ctx, resource_type, if_none_exist, "If-None-Exist"
+        )
         if existing is not None:
             return Planned(200, existing=existing, location=True)
     op = prepared or plan_put(body, id or new_id(), 0, now, method="POST")
     await guard.require_writable_new(ctx, "create", op)  # e.g. not for another patient
-    return Planned(201, op, location=True)
+    return guarded(Planned(201, op, location=True), unless_match)

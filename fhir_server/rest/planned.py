@@ -6,11 +6,12 @@ commits all ops in one store write, so both paths share the same checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import BadRequest, PreconditionFailed
 from fhir_server.rest.context import RequestContext
+from fhir_server.search.query import SearchQuery
 from fhir_server.storage.port import StoredResource, WriteOp
 
 
@@ -38,11 +39,27 @@ async def match_criteria(
     ctx: RequestContext, resource_type: str, criteria: str, what: str
 ) -> StoredResource | None:
     """The one resource matching `criteria`, None for no match, 412 for several (spec: many → 412)."""
-    from fhir_server.rest.search import find_matches  # search sits beside the write interactions
+    return (await match_criteria_guarded(ctx, resource_type, criteria, what))[0]
 
-    matches = await find_matches(ctx, resource_type, criteria_params(criteria), limit=2)
+
+async def match_criteria_guarded(
+    ctx: RequestContext, resource_type: str, criteria: str, what: str
+) -> tuple[StoredResource | None, SearchQuery]:
+    """`match_criteria`, and the search it ran: a write made because nothing matched carries it as
+    `WriteOp.unless_match`, so the store refuses the write if a racing request matched meanwhile."""
+    from fhir_server.rest.search import criteria_query  # search sits beside the write interactions
+
+    query = await criteria_query(ctx, resource_type, criteria_params(criteria), limit=2)
+    matches = (await ctx.store.search(query)).matches
     if len(matches) > 1:
         raise PreconditionFailed(
             f"{what}: the criteria '{criteria}' match more than one {resource_type}; make them more selective"
         )
-    return matches[0] if matches else None
+    return (matches[0] if matches else None), replace(query, count=1)
+
+
+def guarded(planned: Planned, unless_match: SearchQuery | None) -> Planned:
+    """The planned write, to be committed only while `unless_match` matches nothing."""
+    if unless_match is None or planned.op is None:
+        return planned
+    return replace(planned, op=replace(planned.op, unless_match=unless_match))

@@ -51,12 +51,17 @@ async def find_matches(
 
     Always strict: silently ignoring a criterion here could update or delete the wrong resources.
     """
+    page = await ctx.store.search(await criteria_query(ctx, resource_type, params, limit))
+    return page.matches
+
+
+async def criteria_query(ctx: RequestContext, resource_type: str, params: Params, limit: int) -> SearchQuery:
+    """The search behind a conditional request: the criteria alone, within what the caller may see."""
     criteria = _criteria_only(params)
     value_sets = await _value_sets(ctx, criteria)
     parsed = parse_search(resource_type, criteria, strict=True, base_url=ctx.base_url, value_sets=value_sets)
     query = replace(parsed.query, count=limit, offset=0, total="none", sort=(), includes=(), revincludes=())
-    page = await ctx.store.search(replace(query, access=access_filter(ctx)))
-    return page.matches
+    return replace(query, access=access_filter(ctx))
 
 
 async def everything(ctx: RequestContext, patient_id: str, params: Params) -> bytes:

@@ -12,7 +12,7 @@ from fhir_server.access import guard
 from fhir_server.errors import BadRequest, PreconditionFailed
 from fhir_server.rest.common import require_id, require_type
 from fhir_server.rest.context import RequestContext
-from fhir_server.rest.planned import Planned, match_criteria
+from fhir_server.rest.planned import Planned, guarded, match_criteria_guarded
 from fhir_server.rest.writes import new_id, plan_put
 from fhir_server.storage.port import StoredResource
 from fhir_server.validation import validate_resource
@@ -65,13 +65,14 @@ async def plan_conditional_update(
     """PUT [type]?criteria: no match creates, one match updates it, several are 412."""
     require_type(resource_type)
     guard.require_scope(ctx, "update", resource_type)
-    match = await match_criteria(ctx, resource_type, criteria, "Conditional update")
+    match, unless_match = await match_criteria_guarded(ctx, resource_type, criteria, "Conditional update")
     body_id = resource.get("id")
-    if match is None:
+    if match is None:  # created, unless a racing request makes the criteria match first
         target = body_id if isinstance(body_id, str) else new_id()
-        return await plan_update(
+        planned = await plan_update(
             ctx, resource_type, target, {**resource, "id": target}, now, if_match=if_match
         )
+        return guarded(planned, unless_match)
     if body_id is not None and body_id != match.id:
         raise BadRequest(
             f"The body's id '{body_id}' differs from {resource_type}/{match.id}, which the criteria match",

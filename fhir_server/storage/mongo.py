@@ -13,6 +13,7 @@ version 1 even where `_id` uniqueness is only per shard.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -22,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from fhir_server.errors import VersionConflict
+from fhir_server.errors import ConditionConflict, VersionConflict
 from fhir_server.instants import to_micros
 from fhir_server.storage import mongo_docs as layout
 from fhir_server.storage.mongo_paging import KeysetMemo, after_filter
@@ -208,6 +209,8 @@ class MongoStore:
                 raise VersionConflict(op.resource_type, op.id, op.expected_version, actual) from None
 
     async def _write_one(self, op: WriteOp, session: AsyncClientSession) -> StoredResource:
+        if op.unless_match is not None:
+            await self._claim(op, op.unless_match, session)
         key = layout.resource_key(op.resource_type, op.id)
         current = await self.resources.find_one(
             {"_id": key}, {"version": 1, "pk": 1, "cs": 1}, session=session
@@ -231,6 +234,20 @@ class MongoStore:
         return StoredResource(
             op.resource_type, op.id, version, op.last_updated, op.body is None, op.body or b"", op.method
         )
+
+    async def _claim(self, op: WriteOp, unless_match: SearchQuery, session: AsyncClientSession) -> None:
+        """A conditional create commits only while its criteria match nothing. Snapshot isolation
+        alone would let two racing creates both see no match and both commit, so each also writes
+        its criteria's claim document: MongoDB lets only one of two transactions writing the same
+        document commit, and the other's retry then sees the first one's resource here."""
+        from fhir_server.storage.mongo_search import matches_any
+
+        criteria = repr((unless_match.resource_types, unless_match.criteria)).encode()
+        claim = {"_id": hashlib.sha256(criteria).hexdigest()}
+        claims = self._collection(layout.CLAIMS)
+        await claims.update_one(claim, {"$inc": {"n": 1}}, upsert=True, session=session)
+        if await matches_any(self, unless_match, session):
+            raise ConditionConflict(op.resource_type, op.id, op.expected_version)
 
     def _next_seq(self) -> int:
         """A tie-break for versions with equal last_updated: wall-clock ns, strictly increasing in this

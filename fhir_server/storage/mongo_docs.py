@@ -33,6 +33,9 @@ Doc = dict[str, Any]
 RESOURCES = "resources"
 WORD_LISTS = frozenset({"_text", "_content"})  # string entries holding a resource's folded words
 HISTORY = "history"
+# One small document per set of conditional-create criteria, written by each such create in its
+# transaction, so that two racing creates on the same criteria conflict (see MongoStore._claim).
+CLAIMS = "claims"
 
 # (collection, keys, options). Created idempotently at open(): create_index is a no-op when an index
 # with the same keys and options exists. The entry indexes lead with `type` and `ix.p` because every

@@ -39,6 +39,13 @@ async def run_search(store: MongoStore, query: SearchQuery) -> SearchPage:
     return SearchPage([to_stored(d) for d in docs], included, total, next_offset)
 
 
+async def matches_any(store: MongoStore, query: SearchQuery, session: Any) -> bool:
+    """Whether `query` matches any resource, read within `session` (a write's transaction)."""
+    resolved: dict[mq.Lookup, list[str]] = {}
+    where = await _translated(store, resolved, lambda: mq.search_filter(query, resolved))
+    return await store.resources.find_one(where, {"_id": 1}, session=session) is not None
+
+
 # -- translation with lookups ----------------------------------------------------------------------
 
 

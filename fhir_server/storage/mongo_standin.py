@@ -156,6 +156,22 @@ class StandInCollection:
             self._record(session, before["_id"], before)
         return result
 
+    async def update_one(
+        self,
+        filter: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        upsert: bool = False,
+        session: StandInSession | None = None,
+    ) -> Any:
+        before = self._sync.find_one(dict(filter))
+        result = self._sync.update_one(dict(filter), dict(update), upsert=upsert)
+        if before is not None:
+            self._record(session, before["_id"], before)
+        elif result.upserted_id is not None:
+            self._record(session, result.upserted_id, None)
+        return result
+
     def _record(self, session: StandInSession | None, key: Any, before: Doc | None) -> None:
         if session is not None and session.undo is not None:
             session.undo.append((self._sync, key, before))

@@ -52,12 +52,15 @@ class WriteOp:
     entries: Sequence[IndexEntry] = ()
     compartments: tuple[str, ...] = ()  # e.g. ("Patient/123",): the patient compartments it is in
     method: str = "PUT"
+    # Conditional create: commit only if this search, run inside the write, still matches nothing;
+    # else the whole write fails with ConditionConflict (two racing creates cannot both happen).
+    unless_match: SearchQuery | None = None
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Pickle with the entries packed (worker processes send many ops back: see rest.planning)."""
         packed = (pack_entries(self.entries), isinstance(self.entries, tuple))
         fields = (self.resource_type, self.id, self.expected_version, self.last_updated, self.body)
-        return (_unpickle_op, (*fields, packed, self.compartments, self.method))
+        return (_unpickle_op, (*fields, packed, self.compartments, self.method, self.unless_match))
 
 
 def _unpickle_op(
@@ -69,10 +72,12 @@ def _unpickle_op(
     packed: tuple[bytes, bool],
     compartments: tuple[str, ...],
     method: str,
+    unless_match: SearchQuery | None,
 ) -> WriteOp:
     unpacked = unpack_entries(packed[0])
     entries = tuple(unpacked) if packed[1] else unpacked
-    return WriteOp(resource_type, id, expected_version, last_updated, body, entries, compartments, method)
+    fields = (resource_type, id, expected_version, last_updated, body, entries, compartments, method)
+    return WriteOp(*fields, unless_match)
 
 
 @dataclass(frozen=True, slots=True)

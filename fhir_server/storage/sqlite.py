@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from fhir_server.errors import VersionConflict
+from fhir_server.errors import ConditionConflict, VersionConflict
 from fhir_server.instants import from_micros, to_micros
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
@@ -257,6 +257,12 @@ def _write_all(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[StoredR
 
 
 def _write_one(op: WriteOp, resources: _Resources, pending: _Pending) -> StoredResource:
+    if op.unless_match is not None:
+        # Inside BEGIN IMMEDIATE no other writer runs, so nothing can match between this check and
+        # the commit; rows this write has gathered so far go in first, so that they are seen too.
+        pending.flush()
+        if sqlite_index.search_sql(pending.conn, op.unless_match).matches:
+            raise ConditionConflict(op.resource_type, op.id, op.expected_version)
     row = resources.current(op)
     current = row[1] if row else 0
     if current != op.expected_version:

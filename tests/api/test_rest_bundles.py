@@ -270,3 +270,56 @@ async def test_large_transaction_with_one_invalid_entry_changes_nothing(
     expressions = [x for issue in response.json()["issue"] for x in issue.get("expression", [])]
     assert "Bundle.entry[42].resource.status" in expressions
     assert await count(app_client) == 0
+
+
+NHS_PATIENT = {
+    "resourceType": "Patient",
+    "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}],
+}
+
+
+async def test_batch_post_with_if_none_exist_creates_only_when_nothing_matches(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """request.ifNoneExist in a batch: the first entry creates, the second finds it (200, no copy)."""
+    criteria = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
+    response = await app_client.post(
+        "",
+        json=bundle(
+            "batch",
+            entry("POST", "Patient", NHS_PATIENT, request=criteria),
+            entry("POST", "Patient", NHS_PATIENT, request=criteria),
+        ),
+    )
+    assert response.status_code == 200, response.text
+    first, second = response.json()["entry"]
+    assert first["response"]["status"] == "201 Created"
+    assert second["response"]["status"] == "200 OK"
+    assert first["response"]["location"].split("/_history")[0] == second["response"]["location"].split(
+        "/_history"
+    )[0]
+    found = (await app_client.get("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018")).json()
+    assert found["total"] == 1
+
+
+async def test_transaction_if_none_exist_points_references_at_the_existing_resource(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """A matched ifNoneExist entry is not created, and references to its fullUrl go to the match."""
+    existing = (await app_client.post("Patient", json=NHS_PATIENT)).json()
+    patient_urn = "urn:uuid:0f6c6a4e-2d55-4c1b-9d59-7c2b1d0e5a11"
+    criteria = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
+    response = await app_client.post(
+        "",
+        json=bundle(
+            "transaction",
+            entry("POST", "Patient", NHS_PATIENT, fullUrl=patient_urn, request=criteria),
+            entry("POST", "Observation", observation(patient_urn)),
+        ),
+    )
+    assert response.status_code == 200, response.text
+    patient_entry, obs_entry = response.json()["entry"]
+    assert patient_entry["response"]["status"] == "200 OK"
+    obs_id = obs_entry["response"]["location"].split("/")[-3]
+    obs = (await app_client.get(f"Observation/{obs_id}")).json()
+    assert obs["subject"]["reference"] == f"Patient/{existing['id']}"

@@ -66,6 +66,39 @@ async def test_racing_writers_that_retry_never_lose_an_update(tmp_path: Path) ->
             assert families == {"start", *(f"writer-{n}" for n in range(20))}
 
 
+async def test_twenty_racing_conditional_creates_make_one_resource(tmp_path: Path) -> None:
+    """If-None-Exist sent 20 times at once to two worker processes: one 201, nineteen 200 naming the
+    same Patient, and one Patient with that identifier in the store."""
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": "1"}]}
+    with live_server(tmp_path, "--no-auth", "--workers", "2") as (base, _):
+        async with httpx.AsyncClient(base_url=base + "/", timeout=30) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("Patient", json=body, headers={"If-None-Exist": "identifier=urn:race|1"})
+                    for _ in range(20)
+                )
+            )
+            assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+            assert len({r.headers["location"].split("/_history")[0] for r in responses}) == 1
+            found = (await client.get("Patient?identifier=urn:race|1&_total=accurate")).json()
+            assert found["total"] == 1
+
+
+async def test_twenty_racing_conditional_updates_create_once(tmp_path: Path) -> None:
+    """PUT Patient?identifier=... with no match creates: racing ones create one Patient, then update it."""
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": "2"}], "active": True}
+    with live_server(tmp_path, "--no-auth", "--workers", "2") as (base, _):
+        async with httpx.AsyncClient(base_url=base + "/", timeout=30) as client:
+            responses = await asyncio.gather(
+                *(client.put("Patient?identifier=urn:race|2", json=body) for _ in range(20))
+            )
+            statuses = sorted(r.status_code for r in responses)
+            # 409: an update that lost the race to other updates more times than the server retries
+            assert statuses.count(201) == 1 and set(statuses) <= {200, 201, 409}, statuses
+            found = (await client.get("Patient?identifier=urn:race|2&_total=accurate")).json()
+            assert found["total"] == 1
+
+
 async def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     """Once the server answered 201, the write is on disk even if the process is killed at once."""
     with live_server(tmp_path, "--no-auth") as (base, process):

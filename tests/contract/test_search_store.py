@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
+from fhir_server.errors import ConditionConflict
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.search.parse import parse_search
 from fhir_server.search.query import (
@@ -494,3 +496,45 @@ async def test_query_values_are_plain_data() -> None:
     first = parse_search("Observation", [("code", "a|b"), ("date", "ge2026")]).query
     second = parse_search("Observation", [("code", "a|b"), ("date", "ge2026")]).query
     assert first == second and isinstance(first, SearchQuery)
+
+
+# -- conditional create: the store re-checks the criteria inside the write -----------------------
+
+
+def _unless(resource_type: str, query: str) -> SearchQuery:
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    return replace(parse_search(resource_type, params).query, count=1, total="none")  # type: ignore[arg-type]
+
+
+async def test_a_guarded_write_commits_while_its_criteria_match_nothing(store: Store) -> None:
+    await put(store, patient("p1", identifier=[{"system": "urn:x", "value": "1"}]))
+    op = replace(
+        _op(patient("p2", identifier=[{"system": "urn:x", "value": "2"}])),
+        unless_match=_unless("Patient", "identifier=urn:x|2"),
+    )
+    [written] = await store.write([op])
+    assert written.version_id == 1
+
+
+async def test_a_guarded_write_whose_criteria_match_now_writes_nothing(store: Store) -> None:
+    """The race a conditional create loses: someone created a match after it searched."""
+    await put(store, patient("p1", identifier=[{"system": "urn:x", "value": "1"}]))
+    guarded = replace(
+        _op(patient("p2", identifier=[{"system": "urn:x", "value": "1"}])),
+        unless_match=_unless("Patient", "identifier=urn:x|1"),
+    )
+    with pytest.raises(ConditionConflict):
+        await store.write([_op(patient("p3")), guarded])
+    assert await store.read("Patient", "p2") is None
+    assert await store.read("Patient", "p3") is None  # the whole write failed
+
+
+async def test_a_guard_sees_what_the_same_write_created_before_it(store: Store) -> None:
+    first = _op(patient("p1", identifier=[{"system": "urn:x", "value": "9"}]))
+    second = replace(
+        _op(patient("p2", identifier=[{"system": "urn:x", "value": "9"}])),
+        unless_match=_unless("Patient", "identifier=urn:x|9"),
+    )
+    with pytest.raises(ConditionConflict):
+        await store.write([first, second])
+    assert await store.read("Patient", "p1") is None

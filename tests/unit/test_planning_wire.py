@@ -78,7 +78,10 @@ def test_a_line_is_planned_like_the_resource_it_holds() -> None:
 
 
 def test_a_decimal_on_a_line_keeps_its_precision() -> None:
-    line = b'{"resourceType":"Observation","id":"o","status":"final","code":{"text":"t"},"valueQuantity":{"value":0.10}}'
+    line = (
+        b'{"resourceType":"Observation","id":"o","status":"final","code":{"text":"t"},'
+        b'"valueQuantity":{"value":0.10}}'
+    )
     [planned] = plan_items([(line, "o", 0)], NOW)
     assert isinstance(planned, WriteOp) and planned.body is not None
     assert b'"value":0.10' in planned.body
