@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fhir_server.search.query import SearchPage, SearchQuery
 
 T = TypeVar("T")
+_MMAP_REQUEST = 1 << 40  # SQLite lowers it to its own limit
 _IN_LIMIT = 500  # ids bound in one `IN (...)`: well under SQLite's limit on host parameters
 
 CORE_SCHEMA = [
@@ -84,7 +85,9 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
-        conn.execute("PRAGMA mmap_size=1073741824")
+        # Map as much of the file as this SQLite allows (its compile-time cap, 2 GB in common builds):
+        # a page read through the map costs no system call, and a large store's searches read many.
+        conn.execute(f"PRAGMA mmap_size={_MMAP_REQUEST}")
         conn.execute("PRAGMA temp_store=MEMORY")
         return conn
 

@@ -705,6 +705,7 @@ class _Plan:
     keys: str = ""  # extra result columns k0, k1, ... holding the sort keys
     keys_args: list[Any] = field(default_factory=list)
     order: str = "r.res"
+    count: Sql | None = None  # a cheaper count of the same matches, when one exists
 
 
 def search_sql(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
@@ -747,7 +748,22 @@ def _plan(builder: _Builder, query: SearchQuery) -> _Plan:
         conds.append(_compartment_sql([query.compartment], "r"))
     conds.append(builder.access_sql("r"))
     where, args = _all_of(conds)
-    return _with_order(_Plan(where, args), query.sort, types)
+    plan = _Plan(where, args, count=_index_count(query, best[2] if best else None))
+    return _with_order(plan, query.sort, types)
+
+
+def _index_count(query: SearchQuery, driving: Sql | None) -> Sql | None:
+    """For one plain criterion and nothing else, the matches are exactly the distinct resources of
+    its index entries: entries belong to one type through their `pid`, and a deleted resource has
+    none. Counting them reads the value index alone, not every match's resource row."""
+    if driving is None or query.compartment is not None or query.access is not None:
+        return None
+    if not query.resource_types or len(query.criteria) != 1:
+        return None
+    crit = query.criteria[0]
+    if not isinstance(crit, Clause) or crit.param.startswith("_") or crit.kind not in _KIND_TABLE:
+        return None
+    return f"SELECT count(DISTINCT res) FROM ({driving[0]})", driving[1]
 
 
 def _with_order(plan: _Plan, keys: Sequence[SortKey], types: Sequence[str]) -> _Plan:
@@ -810,8 +826,8 @@ def _total(
         return None
     if query.count > 0 and not has_next and (found or query.offset == 0):
         return query.offset + found  # the last page tells the total without counting
-    sql = f"SELECT count(*) FROM resource r WHERE {plan.where}"
-    return int(conn.execute(sql, plan.args).fetchone()[0])
+    sql, args = plan.count or (f"SELECT count(*) FROM resource r WHERE {plan.where}", plan.args)
+    return int(conn.execute(sql, args).fetchone()[0])
 
 
 _LOAD = """SELECT r.res, r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body

@@ -393,6 +393,22 @@ async def test_deleted_and_replaced_resources(store: Store) -> None:
     assert await ids(store, "Patient", "name=jones") == ["p1"]
 
 
+async def test_total_counts_each_live_match_once(store: Store) -> None:
+    """A total counted past the page: a resource matching through two values counts once, a
+    deleted or changed one not at all, another type's entries never."""
+    twice = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Smith", "given": ["Smithy"]}]}
+    await put(store, twice, patient("p2", "Smith"), patient("p3", "Smith"), patient("p4", "Smith"))
+    await put(store, {"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Smith"}]})
+    await store.write([_op(patient("p3", "Jones"), expected=1)])
+    await store.write(
+        [replace(_op(patient("p4")), expected_version=1, body=None, entries=(), compartments=())]
+    )
+    page = await find(store, "Patient", "name=smi&_count=1&_total=accurate")
+    assert len(page.matches) == 1 and page.next_offset == 1
+    assert page.total == 2
+    assert (await find(store, "Patient", "name=smi,jon&_count=1&_total=accurate")).total == 3
+
+
 # -- includes -------------------------------------------------------------------------------------
 
 
