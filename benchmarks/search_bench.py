@@ -42,6 +42,7 @@ NHS = "https://fhir.nhs.uk/Id/nhs-number"
 RESOURCES_PER_PATIENT = 82.6
 SHARED = 42  # organisations, clinicians, locations of a trust under 800 patients
 TARGETS = {"p95_200k_ms": 5.0, "p95_1m_ms": 10.0, "growth": 1.3, "ingest_per_s": 3000.0}
+MEDPLUM_INGEST = 690.0  # resources/s from 50-entry transaction Bundles
 MEDPLUM = "Medplum 5.0.10: p95 3-6.5 ms at 200k, growth <= 1.1x, ingest ~690 resources/s (50-entry Bundles)"
 
 
@@ -325,16 +326,24 @@ def report(stores: list[Store], latencies: dict[int, dict[str, list[float]]], in
     )
     for store in stores:
         _size_verdict(store, latencies[store.size])
+    target = TARGETS["ingest_per_s"]
+    imported = [s for s in stores if not s.cached]
+    rates = ", ".join(f"{s.resources / s.import_seconds:,.0f}/s at {s.resources:,}" for s in stores)
+    bulk_verdict = (
+        ("MET" if all(s.resources / s.import_seconds >= target for s in imported) else "NOT MET")
+        if imported
+        else "(rates read from cached stores: --rebuild to measure)"
+    )
     print(
-        "\ningest via `fhir-server import` (every parameter indexed): "
-        + ", ".join(f"{s.resources / s.import_seconds:,.0f}/s at {s.resources:,}" for s in stores)
+        f"\ningest via `fhir-server import` (every parameter indexed; includes start-up): {rates}; "
+        f"target >= {target:,.0f}/s: {bulk_verdict}"
     )
     per_bundle = f"median {median(ingest.bundle_ms):.1f} ms, p95 {percentile(ingest.bundle_ms, 95):.1f} ms"
-    verdict = "MET" if ingest.rate >= TARGETS["ingest_per_s"] else "NOT MET"
+    verdict = "MET" if ingest.rate >= target else "NOT MET"
     print(
         f"ingest via HTTP, {ingest.bundles} transaction Bundles of 50 from {ingest.clients} client(s), each "
-        f"in sequence: {ingest.rate:,.0f} "
-        f"resources/s ({per_bundle} per Bundle); target >= {TARGETS['ingest_per_s']:,.0f}/s: {verdict}"
+        f"in sequence: {ingest.rate:,.0f} resources/s ({per_bundle} per Bundle), "
+        f"{ingest.rate / MEDPLUM_INGEST:.1f}x Medplum; target >= {target:,.0f}/s: {verdict}"
     )
     print(f"reference: {MEDPLUM}")
 
