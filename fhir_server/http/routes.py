@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -96,7 +97,7 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         how, ctx = presentation(request), await context_for(request)
         check_request_media_type(request.headers.get("content-type"))
         resource = parse_json_body(await request.body())
-        if_none_exist = request.headers.get("if-none-exist")
+        if_none_exist = _create_criteria(request)
 
         async def plan() -> Planned:
             return await plan_create(ctx, resource_type, resource, utc_now(), if_none_exist=if_none_exist)
@@ -119,6 +120,7 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
                 return await plan_conditional_update(
                     ctx, resource_type, criteria, resource, utc_now(), if_match=if_match
                 )
+            _no_criteria(request, ctx, "PUT [type]/[id]")
             return await plan_update(ctx, resource_type, id, resource, utc_now(), if_match=if_match)
 
         return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
@@ -129,6 +131,7 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         check_request_media_type(request.headers.get("content-type"), patch=True)
         operations = _json_any(await request.body())
         if_match = _if_match(request)
+        _no_criteria(request, ctx, "PATCH [type]/[id]")
 
         async def plan() -> Planned:
             return await plan_patch(ctx, resource_type, id, operations, utc_now(), if_match=if_match)
@@ -149,11 +152,41 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
                         "DELETE needs an id (DELETE [type]/[id]) or search criteria (DELETE [type]?...)"
                     )
                 return await plan_conditional_delete(ctx, resource_type, criteria, utc_now())
+            _no_criteria(request, ctx, "DELETE [type]/[id]")
             return await plan_delete(ctx, resource_type, id, utc_now(), if_match=if_match)
 
         return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
 
     return router
+
+
+_PRESENTATION = frozenset({"_format", "_pretty"})  # say how to answer, on any interaction
+
+
+def _criteria(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in _PRESENTATION]
+
+
+def _create_criteria(request: Request) -> str | None:
+    """A conditional create's criteria: the If-None-Exist header (https://hl7.org/fhir/R4/http.html#ccreate)
+    or, as some servers and clients (fhirpy's get_or_create) do, the query of `POST [type]?criteria`."""
+    header, query = request.headers.get("if-none-exist"), _criteria(request)
+    if header is not None and query:
+        raise BadRequest(
+            "A conditional create takes its criteria once: in If-None-Exist or in the URL's query, not both"
+        )
+    return header if header is not None else (urlencode(query) if query else None)
+
+
+def _no_criteria(request: Request, ctx: RequestContext, interaction: str) -> None:
+    """A write to one resource takes no search parameters: under strict handling, say so rather than
+    ignore them (a client that meant a conditional write must not update the wrong resource)."""
+    names = sorted({name for name, _ in _criteria(request)})
+    if names and ctx.strict:
+        raise BadRequest(
+            f"{interaction} takes no search parameters, but the URL has {', '.join(names)}; "
+            "drop them, or use the conditional form [type]?criteria"
+        )
 
 
 def _if_match(request: Request) -> int | None:

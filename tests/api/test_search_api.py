@@ -127,6 +127,38 @@ async def test_conditional_create_finds_the_existing_match(app_client: httpx.Asy
     assert (await app_client.get("Patient", params={"name": "smith"})).json()["total"] == 1
 
 
+async def test_conditional_create_criteria_may_come_in_the_query(app_client: httpx.AsyncClient) -> None:
+    """`POST Patient?name=smith` means what If-None-Exist: name=smith means; both at once is a 400."""
+    body = {"resourceType": "Patient", "name": [{"family": "Brown"}]}
+    first = await app_client.post("Patient?name=brown&_format=json", json=body, headers=FHIR_JSON)
+    second = await app_client.post("Patient?name=brown", json=body, headers=FHIR_JSON)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    both = await app_client.post(
+        "Patient?name=brown", json=body, headers={**FHIR_JSON, "If-None-Exist": "name=brown"}
+    )
+    assert both.status_code == 400 and "not both" in both.text
+
+
+async def test_search_parameters_on_an_instance_write_are_refused(app_client: httpx.AsyncClient) -> None:
+    """PUT/PATCH/DELETE [type]/[id]?x=y: strict handling names what would otherwise be ignored."""
+    await put(app_client, {"resourceType": "Patient", "id": "q1", "active": True})
+    update = await app_client.put(
+        "Patient/q1?name=smith", json={"resourceType": "Patient", "id": "q1"}, headers=FHIR_JSON
+    )
+    assert update.status_code == 400 and "name" in update.json()["issue"][0]["diagnostics"]
+    deleted = await app_client.delete("Patient/q1?identifier=x")
+    assert deleted.status_code == 400
+    assert (await app_client.get("Patient/q1")).json()["active"] is True  # nothing changed
+    lenient = await app_client.delete("Patient/q1?identifier=x", headers={"Prefer": "handling=lenient"})
+    assert lenient.status_code in (200, 204)
+    assert (await app_client.get("Patient/q1")).status_code == 410
+    formatted = await app_client.put(
+        "Patient/q2?_format=json", json={"resourceType": "Patient", "id": "q2"}, headers=FHIR_JSON
+    )
+    assert formatted.status_code == 201
+
+
 async def test_token_in_a_value_set_held_here(app_client: httpx.AsyncClient) -> None:
     await seed(app_client)
     value_set = {
