@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,7 +55,17 @@ def make_auth(settings: Settings, store: Store) -> AuthService | None:
     return AuthService(config, patients_for_user=patients_for_user(store))
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+def server_app() -> FastAPI:
+    """The app as `fhir-server serve` runs it: uvicorn's factory, called once in each worker process."""
+    return create_app(Settings.from_env(), freeze_after_start=True)
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, freeze_after_start: bool = False
+) -> FastAPI:
+    """`freeze_after_start`: once started, move everything loaded so far (models, registries, value
+    sets: a large heap that lives as long as the process) out of the cyclic collector's reach, so its
+    collections, which every request's allocations trigger, stop walking it again and again."""
     settings = settings or Settings.from_env()
     the_store = store or make_store(settings)
     auth = make_auth(settings, the_store)
@@ -74,6 +85,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                     from seed_data.accounts import create_demo_accounts
 
                     await create_demo_accounts(auth, the_store, settings.data_dir)
+            if freeze_after_start:
+                gc.collect()
+                gc.freeze()
             yield
         finally:
             if auth is not None:

@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> None:
     os.environ.update(_settings_env(settings))
     console.print(f"FHIR base: {base_url}  (store: {settings.storage_url or settings.sqlite_path})")
     uvicorn.run(
-        "fhir_server.app:create_app",
+        "fhir_server.app:server_app",
         factory=True,
         host=args.host,
         port=args.port,
