@@ -24,7 +24,7 @@ from fhir_server.search.valuesets import value_set_codes
 from fhir_server.storage.port import StoredResource
 
 Params = Sequence[tuple[str, str]]
-_EVERYTHING = {"_since", "_type", "_count", "_offset", "_format", "_pretty"}
+_EVERYTHING = {"_since", "_type", "_count", "_offset", "_cursor", "_format", "_pretty"}
 
 
 async def search_bundle(
@@ -61,7 +61,7 @@ async def criteria_query(ctx: RequestContext, resource_type: str, params: Params
     value_sets = await _value_sets(ctx, criteria)
     parsed = parse_search(resource_type, criteria, strict=True, base_url=ctx.base_url, value_sets=value_sets)
     query = replace(parsed.query, count=limit, offset=0, total="none", sort=(), includes=(), revincludes=())
-    return replace(query, access=access_filter(ctx))
+    return replace(query, access=access_filter(ctx), after=None)
 
 
 async def everything(ctx: RequestContext, patient_id: str, params: Params) -> bytes:
@@ -80,9 +80,10 @@ async def everything(ctx: RequestContext, patient_id: str, params: Params) -> by
 async def _run(ctx: RequestContext, parsed: ParsedSearch, path: str, compartment: str | None) -> bytes:
     query: SearchQuery = replace(parsed.query, compartment=compartment, access=access_filter(ctx))
     page = await ctx.store.search(query)
-    used = tuple((k, v) for k, v in parsed.used if k not in ("_count", "_offset"))
+    used = tuple((k, v) for k, v in parsed.used if k not in ("_count", "_offset", "_cursor"))
     count_given = any(k == "_count" for k, _ in parsed.used)
-    links = Links(ctx.base_url, path, used, query.count, query.offset, count_given)
+    cursor = next((v for k, v in parsed.used if k == "_cursor"), None)
+    links = Links(ctx.base_url, path, used, query.count, query.offset, count_given, cursor)
     return searchset(page, links, summary=parsed.summary, elements=parsed.elements, ignored=parsed.ignored)
 
 

@@ -19,8 +19,9 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server.search.paging import encode_cursor
 from fhir_server.search.parse import Ignored
-from fhir_server.search.query import SearchPage
+from fhir_server.search.query import Cursor, SearchPage
 from fhir_server.storage.port import StoredResource
 
 SUBSETTED = {
@@ -37,10 +38,11 @@ class Links:
 
     base_url: str
     path: str  # "", "Observation", "Patient/1/Observation", "Patient/1/$everything"
-    params: tuple[tuple[str, str], ...]  # used parameters, without _count / _offset
+    params: tuple[tuple[str, str], ...]  # used parameters, without _count / _offset / _cursor
     count: int
     offset: int
     count_given: bool
+    cursor: str | None = None  # this page's own `_cursor`, as the request gave it
 
     def url(self, params: Sequence[tuple[str, str]]) -> str:
         where = f"{self.base_url}/{self.path}" if self.path else self.base_url
@@ -50,11 +52,15 @@ class Links:
         paged = [*self.params, ("_count", str(self.count))]
         return [*paged, ("_offset", str(offset))] if offset else paged
 
-    def bundle_links(self, next_offset: int | None) -> list[dict[str, str]]:
+    def bundle_links(
+        self, next_offset: int | None, next_cursor: Cursor | None = None
+    ) -> list[dict[str, str]]:
         own = [*self.params, *([("_count", str(self.count))] if self.count_given else [])]
-        links = [{"relation": "self", "url": self.url([*own, *self._offset(self.offset)])}]
+        mine = [("_cursor", self.cursor)] if self.cursor else []
+        links = [{"relation": "self", "url": self.url([*own, *self._offset(self.offset), *mine])}]
         if next_offset is not None:
-            links.append({"relation": "next", "url": self.url(self.page(next_offset))})
+            after = [("_cursor", encode_cursor(next_cursor))] if next_cursor is not None else []
+            links.append({"relation": "next", "url": self.url([*self.page(next_offset), *after])})
         if self.offset > 0 and self.count > 0:
             links.append(
                 {"relation": "previous", "url": self.url(self.page(max(0, self.offset - self.count)))}
@@ -83,7 +89,7 @@ def searchset(
     }
     if page.total is not None:
         head["total"] = page.total
-    head["link"] = links.bundle_links(page.next_offset)
+    head["link"] = links.bundle_links(page.next_offset, page.cursor)
     entries = [_entry(links.base_url, s, b"match", summary, elements) for s in page.matches]
     entries += [_entry(links.base_url, s, b"include", summary, elements) for s in page.included]
     outcome = _outcome_entry(list(ignored))

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from fhir_server.errors import BadRequest
 from fhir_server.indexing.registry import get_registry
 from fhir_server.search import values as v
+from fhir_server.search.paging import decode_cursor
 from fhir_server.search.query import (
     ChainClause,
     Clause,
@@ -461,6 +462,10 @@ def _set_offset(state: _State, name: str, raw: str) -> None:
     state.query = replace(state.query, offset=_whole_number(name, raw))
 
 
+def _set_cursor(state: _State, name: str, raw: str) -> None:
+    state.query = replace(state.query, after=decode_cursor(raw))
+
+
 def _whole_number(name: str, raw: str) -> int:
     if not raw.isdigit():
         raise BadRequest(f"'{name}' must be a whole number, not '{raw}'")
@@ -537,6 +542,7 @@ def parse_include(raw: str, *, iterate: bool) -> Include:
 _RESULT_PARAMS = {
     "_count": _set_count,
     "_offset": _set_offset,
+    "_cursor": _set_cursor,
     "_total": _set_total,
     "_summary": _set_summary,
     "_elements": _set_elements,

@@ -1,6 +1,8 @@
-"""Keyset paging behind an offset-based port.
+"""Keyset paging.
 
-The port pages by offset (`SearchQuery.offset`, `HistoryQuery.offset`, `next_offset`). A large
+Search pages that follow a `next` link continue after the cursor it carries (`SearchQuery.after`,
+see fhir_server/search/paging.py). Requests without one (history, or a client that builds
+`_offset` itself) page by offset (`SearchQuery.offset`, `HistoryQuery.offset`). A large
 `skip` makes MongoDB walk and discard every earlier document, and pages shift when data changes
 between requests. So when a page is served, the adapter remembers the sort key of its last document
 under (query, next offset); the request for that next page then continues *after* that key with an

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fhir_server.errors import BadRequest
 from fhir_server.search.query import HasClause, Include, SearchPage, SearchQuery
 from fhir_server.storage import mongo_query as mq
 from fhir_server.storage.mongo_docs import to_stored
@@ -36,7 +37,8 @@ async def run_search(store: MongoStore, query: SearchQuery) -> SearchPage:
     if docs and (query.includes or query.revincludes):
         included = await _included(store, query, [d["_id"] for d in docs], resolved)
     next_offset = query.offset + query.count if has_next else None
-    return SearchPage([to_stored(d) for d in docs], included, total, next_offset)
+    cursor = tuple(_dig(docs[-1], f) for f, _ in order) if has_next else None
+    return SearchPage([to_stored(d) for d in docs], included, total, next_offset, cursor)
 
 
 async def matches_any(store: MongoStore, query: SearchQuery, session: Any) -> bool:
@@ -80,12 +82,19 @@ async def _distinct_refs(store: MongoStore, pipeline: list[Doc]) -> list[str]:
 
 
 async def _page(store: MongoStore, where: Doc, order: mq.Order, query: SearchQuery) -> tuple[list[Doc], bool]:
-    """`count` matches from `offset`, and whether more follow. Continues after the remembered key
-    of the previous page when there is one (keyset), else skips (mongo_paging)."""
+    """`count` matches from `offset`, and whether more follow. Continues after the query's cursor,
+    or else after the remembered key of the previous page when there is one (keyset), else skips
+    (mongo_paging)."""
     if query.count <= 0:
         return [], False
     memo_key = ("search", where, order, query.count)
-    after = store.search_pages.get(memo_key, query.offset)
+    after: Sequence[Any] | None = query.after
+    if after is not None and len(after) != len(order):
+        raise BadRequest(
+            "The _cursor value belongs to a search sorted another way; start again from the first page"
+        )
+    if after is None:
+        after = store.search_pages.get(memo_key, query.offset)
     docs = await store.resources.find(
         {"$and": [where, after_filter(order, after)]} if after else where,
         mq.page_projection(order),

@@ -28,6 +28,7 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
+from fhir_server.errors import BadRequest
 from fhir_server.indexing.entries import (
     CompositeEntry,
     DateEntry,
@@ -706,20 +707,24 @@ class _Plan:
     keys_args: list[Any] = field(default_factory=list)
     order: str = "r.res"
     count: Sql | None = None  # a cheaper count of the same matches, when one exists
+    terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
 
 def search_sql(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
     """Run one search on `conn` (blocking; the store picks the thread)."""
     builder = _Builder(query.access)
     plan = _plan(builder, query)
-    rows = _page_res(conn, plan, query)
-    has_next = len(rows) > query.count
-    rows = rows[: query.count]
+    page = _page_rows(conn, plan, query)
+    has_next = len(page) > query.count
+    page = page[: query.count]
+    rows = [row[0] for row in page]
     matches = _load(conn, rows)
     total = _total(conn, plan, query, len(matches), has_next)
     included = _included(conn, builder, query, rows) if rows else []
     next_offset = query.offset + query.count if has_next else None
-    return SearchPage(matches, included, total, next_offset)
+    # The last row's sort keys, then its `res`: where the next page continues (SearchQuery.after).
+    cursor = (*page[-1][1:], page[-1][0]) if has_next and page else None
+    return SearchPage(matches, included, total, next_offset, cursor)
 
 
 def _plan(builder: _Builder, query: SearchQuery) -> _Plan:
@@ -772,13 +777,16 @@ def _with_order(plan: _Plan, keys: Sequence[SortKey], types: Sequence[str]) -> _
     terms: list[str] = []
     for i, key in enumerate(keys):
         direction = "DESC" if key.descending else "ASC"
-        if key.kind in ("id", "lastUpdated"):  # never missing; a plain column can follow an index
-            terms.append(f"{_sort_expr(key, types)[0]} {direction}")
-            continue
         expr, expr_args = _sort_expr(key, types)
+        if key.kind in ("id", "lastUpdated"):  # never missing; a plain column can follow an index
+            columns.append(f", {expr} AS k{i}")
+            terms.append(f"{expr} {direction}")
+            plan.terms.append((f"k{i}", key.descending, False))
+            continue
         columns.append(f", ({expr}) AS k{i}")
         plan.keys_args += expr_args
         terms.append(f"k{i} IS NULL, k{i} {direction}")
+        plan.terms.append((f"k{i}", key.descending, True))
     plan.keys = "".join(columns)
     plan.order = ", ".join([*terms, "r.res"])
     return plan
@@ -806,11 +814,53 @@ def _page_sql(plan: _Plan, query: SearchQuery) -> Sql:
     return sql, [*plan.keys_args, *plan.args, query.count + 1, query.offset]
 
 
-def _page_res(conn: sqlite3.Connection, plan: _Plan, query: SearchQuery) -> list[int]:
+def _page_rows(conn: sqlite3.Connection, plan: _Plan, query: SearchQuery) -> list[tuple[Any, ...]]:
+    """The page's rows, `count + 1` at most: (res, sort key values...)."""
     if query.count == 0:
         return []
-    sql, args = _page_sql(plan, query)
-    return [row[0] for row in conn.execute(sql, args)]
+    sql, args = _page_sql(plan, query) if query.after is None else _keyset_sql(plan, query, query.after)
+    return list(conn.execute(sql, args))
+
+
+def _keyset_sql(plan: _Plan, query: SearchQuery, after: Sequence[Any]) -> Sql:
+    """The page that follows the row whose sort keys and `res` are `after`, by the same order:
+    the match query as a subquery, then "strictly after" over its key columns."""
+    if len(after) != len(plan.terms) + 1:
+        raise BadRequest(
+            "The _cursor value belongs to a search sorted another way; start again from the first page"
+        )
+    order: list[str] = []
+    ordered: list[tuple[str, bool, Any]] = []  # expression, descending, the value after which to go on
+    for (alias, descending, nullable), value in zip(plan.terms, after, strict=False):
+        if nullable:  # missing values sort last: first the flag, then the value itself
+            order.append(f"{alias} IS NULL")
+            ordered.append((f"({alias} IS NULL)", False, int(value is None)))
+        order.append(f"{alias} {'DESC' if descending else 'ASC'}")
+        ordered.append((alias, descending, value))
+    ordered.append(("res", False, after[-1]))
+    where, args = _strictly_after(ordered)
+    inner = f"SELECT r.res AS res{plan.keys} FROM resource r WHERE {plan.where}"
+    sql = f"SELECT * FROM ({inner}) WHERE {where} ORDER BY {', '.join([*order, 'res'])} LIMIT ?"
+    return sql, [*plan.keys_args, *plan.args, *args, query.count + 1]
+
+
+def _strictly_after(ordered: Sequence[tuple[str, bool, Any]]) -> Sql:
+    """(a > x) OR (a = x AND b > y) OR ...; a NULL value has nothing after it within its group."""
+    branches: list[str] = []
+    branch_args: list[Any] = []
+    same: list[str] = []
+    same_args: list[Any] = []
+    for expr, descending, value in ordered:
+        if value is not None:
+            branches.append(" AND ".join([*same, f"{expr} {'<' if descending else '>'} ?"]))
+            branch_args += [*same_args, value]
+            same.append(f"{expr} = ?")
+            same_args.append(value)
+        else:
+            same.append(f"{expr} IS NULL")
+    if not branches:
+        return _FALSE
+    return " OR ".join(f"({b})" for b in branches), branch_args
 
 
 def explain(conn: sqlite3.Connection, query: SearchQuery) -> list[str]:

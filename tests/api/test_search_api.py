@@ -175,3 +175,42 @@ async def test_token_in_a_value_set_held_here(app_client: httpx.AsyncClient) -> 
     assert none["total"] == 0
     unknown = await app_client.get("Observation", params={"code:in": "http://example.org/vs/unknown"})
     assert unknown.status_code == 400
+
+
+def letter(id: str, date: str) -> dict[str, Any]:
+    return {
+        "resourceType": "DocumentReference",
+        "id": id,
+        "status": "current",
+        "subject": {"reference": "Patient/p1"},
+        "date": date,
+        "content": [{"attachment": {"contentType": "application/pdf", "title": f"{id}.pdf"}}],
+    }
+
+
+async def test_next_links_page_stably_while_letters_arrive(app_client: httpx.AsyncClient) -> None:
+    """A patient reads their letters newest first, 2 a page; new letters arrive between pages. The
+    `next` links carry a cursor, so no letter is shown twice and none of the first view is missed."""
+    await seed(app_client)
+    for day in range(1, 8):
+        await put(app_client, letter(f"l{day}", f"2026-10-0{day}T09:00:00Z"))
+    url: str | None = "DocumentReference?patient=p1&_sort=-date&_count=2"
+    seen: list[str] = []
+    while url is not None:
+        bundle = (await app_client.get(url)).json()
+        seen += [e["resource"]["id"] for e in bundle.get("entry", [])]
+        await put(app_client, letter(f"new{len(seen)}", "2026-11-01T09:00:00Z"))  # newest: page 1's place
+        following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        assert not following or "_cursor=" in following[0]
+        url = following[0].removeprefix(BASE + "/") if following else None
+    assert seen == [f"l{day}" for day in range(7, 0, -1)]
+
+
+async def test_a_cursor_the_server_did_not_write_is_a_400(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    for bad in ("not-base64!", "e30", "WzEsIFt7fV1d"):  # junk, {}, [1, [{}]]
+        response = await app_client.get("Observation", params={"_cursor": bad, "_sort": "date"})
+        assert response.status_code == 400, bad
+        assert "_cursor" in response.json()["issue"][0]["diagnostics"]
+    cut = await app_client.get("Observation", params={"_cursor": "WzEsMl0", "_sort": "date,status"})
+    assert cut.status_code == 400  # [1, 2]: a cursor of a one-key sort, for two keys

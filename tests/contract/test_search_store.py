@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fhir_server.errors import ConditionConflict
+from fhir_server.errors import BadRequest, ConditionConflict
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.search.parse import parse_search
 from fhir_server.search.query import (
@@ -372,6 +372,53 @@ async def test_sort_keys_missing_last_and_stable_paging(store: Store) -> None:
     assert [m.id for m in first.matches] == ["b", "a", "d"] and first.next_offset == 3
     assert [m.id for m in second.matches] == ["c"] and second.next_offset is None
     assert first.total == 4
+
+
+async def _walk(store: Store, query: str, between: list[list[dict[str, Any]]]) -> list[str]:
+    """Every page by cursor, writing the resources of `between[i]` after page i was read."""
+    seen: list[str] = []
+    page = await find(store, "Observation", query)
+    for step in range(50):
+        seen += [m.id for m in page.matches]
+        if page.next_offset is None:
+            return seen
+        if step < len(between):
+            await put(store, *between[step])
+        assert page.cursor is not None
+        page = await find(store, "Observation", query, offset=page.next_offset, after=page.cursor)
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize(
+    "sort", ["", "_sort=-date&", "_sort=date,-status&", "_sort=-_lastUpdated&", "_sort=_id&"]
+)
+async def test_cursor_pages_neither_repeat_nor_skip_while_others_write(store: Store, sort: str) -> None:
+    """Pages continue after the last match sent, whatever sorts in front of it meanwhile: every
+    match present from the start is seen exactly once, in order (missing sort keys last)."""
+    dates = ["2026-01-05", None, "2026-02-01", "2026-01-05", None, "2026-03-09", "2025-12-31", "2026-02-01"]
+    first = [
+        obs(f"o{i}", effectiveDateTime=d, status="final" if i % 2 else "amended") if d else obs(f"o{i}")
+        for i, d in enumerate(dates)
+    ]
+    await put(store, *first)
+    expected = [m.id for m in (await find(store, "Observation", f"{sort}_count=100")).matches]
+    newcomers = [
+        [obs("n0", effectiveDateTime="2027-01-01"), obs("a-first", effectiveDateTime="2020-01-01")],
+        [obs("n1")],
+        [obs("n2", effectiveDateTime="2026-01-05", status="amended")],
+    ]
+    seen = await _walk(store, f"{sort}_count=3", newcomers)
+    old = [i for i in seen if i.startswith("o")]
+    assert old == expected  # each once, in the order of the first page's view
+    assert len(seen) == len(set(seen))
+
+
+async def test_a_cursor_from_another_sort_is_refused(store: Store) -> None:
+    await put(store, *(obs(f"o{i}", effectiveDateTime=f"2026-01-0{i + 1}") for i in range(4)))
+    page = await find(store, "Observation", "_sort=date&_count=2")
+    assert page.cursor is not None
+    with pytest.raises(BadRequest):
+        await find(store, "Observation", "_sort=date,status&_count=2", offset=2, after=page.cursor)
 
 
 async def test_total_modes(store: Store) -> None:
