@@ -71,6 +71,7 @@ _HIGHEST = "\U0010ffff"  # sorts after any character: prefix p matches [p, p + _
 MAX_INCLUDES = 1000
 MAX_DRIVING_VALUES = 100  # SQLite allows 500 terms in a compound SELECT
 MAX_ITERATIONS = 4
+_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35)  # `AS MATERIALIZED` is understood from 3.35
 # Parameters answered from the resource table itself, so their entries are not stored twice.
 _RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
 
@@ -840,7 +841,13 @@ def _keyset_sql(plan: _Plan, query: SearchQuery, after: Sequence[Any]) -> Sql:
     ordered.append(("res", False, after[-1]))
     where, args = _strictly_after(ordered)
     inner = f"SELECT r.res AS res{plan.keys} FROM resource r WHERE {plan.where}"
-    sql = f"SELECT * FROM ({inner}) WHERE {where} ORDER BY {', '.join([*order, 'res'])} LIMIT ?"
+    tail = f"WHERE {where} ORDER BY {', '.join([*order, 'res'])} LIMIT ?"
+    if any(nullable for _, _, nullable in plan.terms) and _MATERIALIZED:
+        # Keys computed by subqueries: compute each once per match. Flattened, SQLite would run a
+        # key's subquery again for every place the condition and the order name it.
+        sql = f"WITH m AS MATERIALIZED ({inner}) SELECT * FROM m {tail}"
+    else:  # plain columns: flattened, the planner can follow an index and stop at the page's end
+        sql = f"SELECT * FROM ({inner}) {tail}"
     return sql, [*plan.keys_args, *plan.args, *args, query.count + 1]
 
 
@@ -865,7 +872,8 @@ def _strictly_after(ordered: Sequence[tuple[str, bool, Any]]) -> Sql:
 
 def explain(conn: sqlite3.Connection, query: SearchQuery) -> list[str]:
     """EXPLAIN QUERY PLAN of the page query, one line per step (for tests and benchmarks)."""
-    sql, args = _page_sql(_plan(_Builder(query.access), query), query)
+    plan = _plan(_Builder(query.access), query)
+    sql, args = _page_sql(plan, query) if query.after is None else _keyset_sql(plan, query, query.after)
     return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
 
 

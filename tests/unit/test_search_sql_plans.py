@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -45,3 +46,22 @@ def test_portal_query_plans_never_scan(conn: sqlite3.Connection, resource_type: 
     plan = sqlite_index.explain(conn, parse_search(resource_type, params).query)
     assert plan[0] == "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"
     assert not [step for step in plan if step.startswith("SCAN")], plan
+
+
+@pytest.mark.parametrize("materialized", [True, False])
+@pytest.mark.parametrize(("resource_type", "query"), PORTAL_QUERIES)
+def test_next_pages_by_cursor_never_scan_the_store(
+    conn: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    resource_type: str,
+    query: str,
+    materialized: bool,
+) -> None:
+    """A page after a cursor reads the same indexes as the first page (only the page's own
+    matches, materialised when their sort keys come from subqueries, are scanned)."""
+    monkeypatch.setattr(sqlite_index, "_MATERIALIZED", materialized)
+    params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
+    parsed = parse_search(resource_type, params).query
+    after = (*([None] * len(parsed.sort)), 7)
+    plan = sqlite_index.explain(conn, replace(parsed, after=after, offset=20))
+    assert not [step for step in plan if step.startswith("SCAN") and step != "SCAN m"], plan
