@@ -113,7 +113,7 @@ def _routable(
     source: Source, number: int, report: ImportReport, progress: Callable[[int], None] | None
 ) -> Source | None:
     """A line that starts with its resourceType and id as it is; anything else parsed (None, and
-    reported, if it is not JSON)."""
+    reported, if it is not a JSON object)."""
     if isinstance(source, dict):
         return source
     if not source.strip():
@@ -122,13 +122,34 @@ def _routable(
     if head is not None and head[0] != "Bundle":
         return source
     try:
-        parsed: Json = jsonio.loads(source)
-        return parsed
+        parsed = jsonio.loads(source)
     except ValueError as error:
-        report.fail(f"line {number}", f"not valid JSON: {error}")
-        if progress:
-            progress(1)
-        return None
+        problem = f"not valid JSON: {error}"
+    else:
+        if isinstance(parsed, dict):
+            return parsed
+        problem = f"a JSON {_json_kind(parsed)}, not an object holding a resource"
+    report.fail(f"line {number}", problem)
+    if progress:
+        progress(1)
+    return None
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "number"
+
+
+def _kind_of(item: Json | bytes) -> str:
+    if isinstance(item, dict):
+        return str(item.get("resourceType"))
+    head = jsonio.head_of(item)
+    return head[0] if head else "?"
 
 
 def _is_bundle(resource: Json, *types: str) -> bool:
@@ -257,9 +278,10 @@ class _Pipeline:
         items, task = self.in_flight.popleft()
         planned = await task
         ops = [p for p in planned if isinstance(p, WriteOp)]
-        for p in planned:
+        for (item, id, expected), p in zip(items, planned, strict=True):
             if isinstance(p, PlanError):
                 self.report.fail(p.where, p.message)
+                self._forget((_kind_of(item), id), expected + 1)
         try:
             await self.ctx.store.write(ops)
             self.report.written += len(ops)
@@ -267,11 +289,14 @@ class _Pipeline:
             planned_ok = [item for item, p in zip(items, planned, strict=True) if isinstance(p, WriteOp)]
             await self._write_one_by_one(planned_ok)
         for op in ops:
-            key = (op.resource_type, op.id)
-            if self.ahead.get(key) == op.expected_version + 1:
-                del self.ahead[key]
+            self._forget((op.resource_type, op.id), op.expected_version + 1)
         if self.progress:
             self.progress(len(items))
+
+    def _forget(self, key: tuple[str, str], version: int) -> None:
+        """Written, or never to be (its plan failed): later chunks read the version from the store."""
+        if self.ahead.get(key) == version:
+            del self.ahead[key]
 
     async def _write_one_by_one(self, items: list[Item]) -> None:
         for item, id, _ in items:

@@ -60,6 +60,12 @@ async def criteria_query(ctx: RequestContext, resource_type: str, params: Params
     criteria = _criteria_only(params)
     value_sets = await _value_sets(ctx, criteria)
     parsed = parse_search(resource_type, criteria, strict=True, base_url=ctx.base_url, value_sets=value_sets)
+    if not parsed.query.criteria:
+        names = ", ".join(dict.fromkeys(k for k, _ in criteria)) or "none"
+        raise BadRequest(
+            f"Conditional criteria must include a search parameter that selects {resource_type} "
+            f"resources (got {names}): without one they would match every {resource_type}"
+        )
     query = replace(parsed.query, count=limit, offset=0, total="none", sort=(), includes=(), revincludes=())
     return replace(query, access=access_filter(ctx), after=None)
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server import jsonio
-from fhir_server.errors import Conflict, PreconditionFailed, VersionConflict
+from fhir_server.errors import ConditionConflict, Conflict, PreconditionFailed, VersionConflict
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.storage.port import StoredResource, WriteOp
 
@@ -82,6 +82,11 @@ def plan_delete(current: StoredResource, now: datetime) -> WriteOp:
 def version_conflict_error(error: VersionConflict, *, if_match: bool) -> Exception:
     """A lost race: 412 when the client named the version it expected, else 409."""
     where = f"{error.resource_type}/{error.resource_id}"
+    if isinstance(error, ConditionConflict):
+        return Conflict(
+            f"A {error.resource_type} matching the conditional criteria was written by a concurrent request; "
+            "retry the request to have the criteria judged again."
+        )
     if if_match:
         return PreconditionFailed(
             f"{where} was changed by someone else: it is now version {error.actual}, "

@@ -190,6 +190,9 @@ class MongoStore:
         attempt: list[WriteOp] = []  # the op being applied, to name it if a duplicate key ends it
 
         async def apply(session: AsyncClientSession) -> list[StoredResource]:
+            for op in ops:  # conditions first: judged against the state before this write
+                if op.unless_match is not None:
+                    await self._claim(op, op.unless_match, session)
             results = []
             for op in ops:
                 attempt[:] = [op]
@@ -209,8 +212,6 @@ class MongoStore:
                 raise VersionConflict(op.resource_type, op.id, op.expected_version, actual) from None
 
     async def _write_one(self, op: WriteOp, session: AsyncClientSession) -> StoredResource:
-        if op.unless_match is not None:
-            await self._claim(op, op.unless_match, session)
         key = layout.resource_key(op.resource_type, op.id)
         current = await self.resources.find_one(
             {"_id": key}, {"version": 1, "pk": 1, "cs": 1}, session=session

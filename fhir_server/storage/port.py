@@ -52,8 +52,9 @@ class WriteOp:
     entries: Sequence[IndexEntry] = ()
     compartments: tuple[str, ...] = ()  # e.g. ("Patient/123",): the patient compartments it is in
     method: str = "PUT"
-    # Conditional create: commit only if this search, run inside the write, still matches nothing;
-    # else the whole write fails with ConditionConflict (two racing creates cannot both happen).
+    # Conditional create: commit only if this search, run inside the write before any of its ops is
+    # applied, still matches nothing; else the whole write fails with ConditionConflict (two racing
+    # creates cannot both happen; two in one transaction are both judged on the state before it).
     unless_match: SearchQuery | None = None
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:

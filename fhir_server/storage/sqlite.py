@@ -252,6 +252,7 @@ class _Resources:
 
 def _write_all(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[StoredResource]:
     with _transaction(conn):
+        _check_conditions(conn, ops)
         resources = _Resources(conn, ops)
         pending = _Pending(conn)
         written = [_write_one(op, resources, pending) for op in ops]
@@ -259,13 +260,17 @@ def _write_all(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> list[StoredR
         return written
 
 
-def _write_one(op: WriteOp, resources: _Resources, pending: _Pending) -> StoredResource:
-    if op.unless_match is not None:
-        # Inside BEGIN IMMEDIATE no other writer runs, so nothing can match between this check and
-        # the commit; rows this write has gathered so far go in first, so that they are seen too.
-        pending.flush()
-        if sqlite_index.search_sql(pending.conn, op.unless_match).matches:
+def _check_conditions(conn: sqlite3.Connection, ops: Sequence[WriteOp]) -> None:
+    """Conditional creates: their criteria must still match nothing. Checked before any op is
+    applied, against what other writes committed (inside BEGIN IMMEDIATE no other writer runs, so
+    nothing can come to match before the commit); the write's own ops are judged as the client
+    planned them, all against the state before it."""
+    for op in ops:
+        if op.unless_match is not None and sqlite_index.search_sql(conn, op.unless_match).matches:
             raise ConditionConflict(op.resource_type, op.id, op.expected_version)
+
+
+def _write_one(op: WriteOp, resources: _Resources, pending: _Pending) -> StoredResource:
     row = resources.current(op)
     current = row[1] if row else 0
     if current != op.expected_version:

@@ -88,19 +88,26 @@ async def test_ndjson_lines_are_imported_with_their_problems_reported(tmp_path: 
         b'{"resourceType":"Patient","id":"a","active":false}\n'
         b'{"resourceType":"Patient","id":"d","gender":"robot"}\n'
         b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50}}\n'
+        b"[1]\n"
+        b"null\n"
+        b'{"resourceType":"Patient","id":"d","gender":"female"}\n'
     )
     for workers in (0, 2):
         store = await open_store(tmp_path / f"{workers}.sqlite3")
         try:
             report = await import_resources(store, read_file(source), workers=workers)
-            assert (report.written, report.failed) == (4, 3), report.errors
+            assert (report.written, report.failed) == (5, 5), report.errors
             assert any(e.startswith("Patient/c:") and "not valid JSON" in e for e in report.errors)
             assert any(e.startswith("line 5:") and "not valid JSON" in e for e in report.errors)
+            assert any(e.startswith("line 9:") and "JSON array, not an object" in e for e in report.errors)
+            assert any(e.startswith("line 10:") and "JSON null" in e for e in report.errors)
             assert any("Patient/d" in e for e in report.errors)
             a, b = await store.read("Patient", "a"), await store.read("Patient", "b")
             assert a is not None and a.version_id == 2 and orjson.loads(a.body)["active"] is False
             assert b is not None and b.version_id == 1
-            assert await store.read("Patient", "c") is None and await store.read("Patient", "d") is None
+            assert await store.read("Patient", "c") is None
+            d = await store.read("Patient", "d")  # its first line failed; the later one is version 1
+            assert d is not None and d.version_id == 1
             page = await store.search(SearchQuery(("Observation",)))
             assert len(page.matches) == 1 and b'"value":1.50' in page.matches[0].body
         finally:

@@ -295,9 +295,10 @@ async def test_batch_post_with_if_none_exist_creates_only_when_nothing_matches(
     first, second = response.json()["entry"]
     assert first["response"]["status"] == "201 Created"
     assert second["response"]["status"] == "200 OK"
-    assert first["response"]["location"].split("/_history")[0] == second["response"]["location"].split(
-        "/_history"
-    )[0]
+    assert (
+        first["response"]["location"].split("/_history")[0]
+        == second["response"]["location"].split("/_history")[0]
+    )
     found = (await app_client.get("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018")).json()
     assert found["total"] == 1
 
@@ -323,3 +324,21 @@ async def test_transaction_if_none_exist_points_references_at_the_existing_resou
     obs_id = obs_entry["response"]["location"].split("/")[-3]
     obs = (await app_client.get(f"Observation/{obs_id}")).json()
     assert obs["subject"]["reference"] == f"Patient/{existing['id']}"
+
+
+async def test_a_transaction_with_two_alike_conditional_creates_commits(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """Both entries' conditions are judged before the transaction writes: it does not conflict
+    with itself (the store re-checks them against other writers only)."""
+    criteria = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
+    response = await app_client.post(
+        "",
+        json=bundle(
+            "transaction",
+            entry("POST", "Patient", NHS_PATIENT, request=criteria),
+            entry("POST", "Patient", NHS_PATIENT, request=criteria),
+        ),
+    )
+    assert response.status_code == 200, response.text
+    assert [e["response"]["status"] for e in response.json()["entry"]] == ["201 Created"] * 2

@@ -140,6 +140,22 @@ async def test_conditional_create_criteria_may_come_in_the_query(app_client: htt
     assert both.status_code == 400 and "not both" in both.text
 
 
+async def test_conditional_criteria_that_select_nothing_are_a_400(app_client: httpx.AsyncClient) -> None:
+    """Only result parameters would match every resource of the type: refused, nothing written."""
+    await put(app_client, {"resourceType": "Patient", "id": "only", "active": True})
+    body = {"resourceType": "Patient", "active": False}
+    for response in (
+        await app_client.post("Patient?_count=1", json=body, headers=FHIR_JSON),
+        await app_client.post("Patient", json=body, headers={**FHIR_JSON, "If-None-Exist": "_sort=name"}),
+        await app_client.put("Patient?_count=1", json=body, headers=FHIR_JSON),
+        await app_client.delete("Patient?_total=none"),
+    ):
+        assert response.status_code == 400, response.text
+        assert "select" in response.json()["issue"][0]["diagnostics"]
+    assert (await app_client.get("Patient?_total=accurate")).json()["total"] == 1
+    assert (await app_client.get("Patient/only")).json()["active"] is True
+
+
 async def test_search_parameters_on_an_instance_write_are_refused(app_client: httpx.AsyncClient) -> None:
     """PUT/PATCH/DELETE [type]/[id]?x=y: strict handling names what would otherwise be ignored."""
     await put(app_client, {"resourceType": "Patient", "id": "q1", "active": True})
