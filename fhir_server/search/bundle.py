@@ -19,9 +19,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.search.paging import encode_cursor
 from fhir_server.search.parse import Ignored
-from fhir_server.search.query import Cursor, SearchPage
+from fhir_server.search.query import SearchPage
 from fhir_server.storage.port import StoredResource
 
 SUBSETTED = {
@@ -53,13 +52,13 @@ class Links:
         return [*paged, ("_offset", str(offset))] if offset else paged
 
     def bundle_links(
-        self, next_offset: int | None, next_cursor: Cursor | None = None
+        self, next_offset: int | None, next_cursor: str | None = None
     ) -> list[dict[str, str]]:
         own = [*self.params, *([("_count", str(self.count))] if self.count_given else [])]
         mine = [("_cursor", self.cursor)] if self.cursor else []
         links = [{"relation": "self", "url": self.url([*own, *self._offset(self.offset), *mine])}]
         if next_offset is not None:
-            after = [("_cursor", encode_cursor(next_cursor))] if next_cursor is not None else []
+            after = [("_cursor", next_cursor)] if next_cursor is not None else []
             links.append({"relation": "next", "url": self.url([*self.page(next_offset), *after])})
         if self.offset > 0 and self.count > 0:
             links.append(

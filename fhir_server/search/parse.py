@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from fhir_server.errors import BadRequest
 from fhir_server.indexing.registry import get_registry
 from fhir_server.search import values as v
-from fhir_server.search.paging import decode_cursor
+from fhir_server.search.paging import checked_cursor
 from fhir_server.search.query import (
     ChainClause,
     Clause,
@@ -463,7 +463,7 @@ def _set_offset(state: _State, name: str, raw: str) -> None:
 
 
 def _set_cursor(state: _State, name: str, raw: str) -> None:
-    state.query = replace(state.query, after=decode_cursor(raw))
+    state.query = replace(state.query, after=checked_cursor(raw))
 
 
 def _whole_number(name: str, raw: str) -> int:

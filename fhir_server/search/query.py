@@ -229,7 +229,6 @@ class AccessFilter:
 
 
 Total = Literal["none", "estimate", "accurate"]
-Cursor = tuple[str | int | float | None, ...]  # the sort-key values of one match, then its tie-break
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +245,10 @@ class SearchQuery:
     revincludes: tuple[Include, ...] = ()
     compartment: str | None = None  # "Patient/123": only resources in that compartment
     access: AccessFilter | None = None
-    # Continue strictly after this position (a `SearchPage.cursor` the same store gave for the same
-    # query): pages then neither repeat nor skip a match when others are written or deleted between
-    # requests. `offset` still numbers the page (links, totals).
-    after: Cursor | None = None
+    # Continue strictly after this position: a `SearchPage.cursor` the same store gave for the same
+    # search (opaque, sealed: storage/cursors.py). Pages then neither repeat nor skip a match when
+    # others are created or deleted between requests. `offset` still numbers the page.
+    after: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,4 +259,4 @@ class SearchPage:
     included: list[StoredResource] = field(default_factory=list)
     total: int | None = None
     next_offset: int | None = None  # the offset of the next page, None on the last page
-    cursor: Cursor | None = None  # where the next page starts (with `next_offset`), for `after`
+    cursor: str | None = None  # where the next page starts (with `next_offset`), for `after`

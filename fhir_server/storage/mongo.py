@@ -26,6 +26,7 @@ from pymongo.write_concern import WriteConcern
 from fhir_server.errors import ConditionConflict, VersionConflict
 from fhir_server.instants import to_micros
 from fhir_server.storage import mongo_docs as layout
+from fhir_server.storage.cursors import CursorSealer, new_key
 from fhir_server.storage.mongo_paging import KeysetMemo, after_filter
 from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
 
@@ -62,6 +63,7 @@ class MongoStore:
         self._last_seq = 0
         self._history_pages = KeysetMemo()
         self.search_pages = KeysetMemo()
+        self.cursors = CursorSealer(new_key())  # replaced by the database's own key on open
 
     @classmethod
     def in_memory_stand_in(cls, database: str = "fhir") -> MongoStore:
@@ -87,6 +89,12 @@ class MongoStore:
         else:
             self._db = self._client.get_default_database("fhir", **concerns)
         await self._create_indexes()
+        # The key that seals paging cursors: made once, then the same for every process and server.
+        meta = self._collection(layout.META)
+        await meta.update_one({"_id": "cursor-key"}, {"$setOnInsert": {"value": new_key()}}, upsert=True)
+        found = await meta.find_one({"_id": "cursor-key"})
+        assert found is not None
+        self.cursors = CursorSealer(bytes(found["value"]))
 
     async def _create_indexes(self) -> None:
         by_collection: dict[str, list[IndexModel]] = {}

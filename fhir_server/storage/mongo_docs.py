@@ -36,6 +36,7 @@ HISTORY = "history"
 # One small document per set of conditional-create criteria, written by each such create in its
 # transaction, so that two racing creates on the same criteria conflict (see MongoStore._claim).
 CLAIMS = "claims"
+META = "meta"  # the store's own settings, e.g. the key that seals paging cursors
 
 # (collection, keys, options). Created idempotently at open(): create_index is a no-op when an index
 # with the same keys and options exists. The entry indexes lead with `type` and `ix.p` because every

@@ -37,7 +37,8 @@ async def run_search(store: MongoStore, query: SearchQuery) -> SearchPage:
     if docs and (query.includes or query.revincludes):
         included = await _included(store, query, [d["_id"] for d in docs], resolved)
     next_offset = query.offset + query.count if has_next else None
-    cursor = tuple(_dig(docs[-1], f) for f, _ in order) if has_next else None
+    position = [_dig(docs[-1], f) for f, _ in order] if has_next else None
+    cursor = store.cursors.seal(query, position) if position is not None else None
     return SearchPage([to_stored(d) for d in docs], included, total, next_offset, cursor)
 
 
@@ -88,12 +89,12 @@ async def _page(store: MongoStore, where: Doc, order: mq.Order, query: SearchQue
     if query.count <= 0:
         return [], False
     memo_key = ("search", where, order, query.count)
-    after: Sequence[Any] | None = query.after
-    if after is not None and len(after) != len(order):
-        raise BadRequest(
-            "The _cursor value belongs to a search sorted another way; start again from the first page"
-        )
-    if after is None:
+    after: Sequence[Any] | None = None
+    if query.after is not None:
+        after = store.cursors.open(query, query.after)
+        if len(after) != len(order):  # sealed for this query, so only a change of this code does it
+            raise BadRequest("The _cursor value was made by another version of this server; start again")
+    else:
         after = store.search_pages.get(memo_key, query.offset)
     docs = await store.resources.find(
         {"$and": [where, after_filter(order, after)]} if after else where,

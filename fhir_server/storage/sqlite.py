@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 from fhir_server.errors import ConditionConflict, VersionConflict
 from fhir_server.instants import from_micros, to_micros
 from fhir_server.storage import sqlite_index
+from fhir_server.storage.cursors import CursorSealer, new_key
 from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ CORE_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS compartment (
         res INTEGER NOT NULL, compartment TEXT NOT NULL, PRIMARY KEY(compartment, res)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS compartment_res ON compartment(res)",
+    "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
 ]
 
 _READ_CURRENT = """SELECT r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body
@@ -76,6 +78,7 @@ class SqliteStore:
         self._local = threading.local()
         self._pool_connections: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
+        self._cursors: CursorSealer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -97,6 +100,10 @@ class SqliteStore:
         with _transaction(self._writer):
             for statement in [*CORE_SCHEMA, *sqlite_index.SCHEMA]:
                 self._writer.execute(statement)
+            # The key that seals paging cursors: made once, then the same for every process.
+            self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
+            key = self._writer.execute("SELECT value FROM store_meta WHERE name = 'cursor-key'").fetchone()[0]
+        self._cursors = CursorSealer(bytes(key))
         self._reader = self._connect()
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
@@ -159,7 +166,8 @@ class SqliteStore:
         return await self._in_reader(lambda conn: _history(conn, query))
 
     async def search(self, query: SearchQuery) -> SearchPage:
-        return await self._in_reader(lambda conn: sqlite_index.search_sql(conn, query))
+        cursors = self._cursors
+        return await self._in_reader(lambda conn: sqlite_index.search_sql(conn, query, cursors))
 
     async def stats(self) -> StoreStats:
         def count(conn: sqlite3.Connection) -> StoreStats:

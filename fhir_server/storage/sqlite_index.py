@@ -62,6 +62,7 @@ from fhir_server.search.query import (
     UriValue,
     Value,
 )
+from fhir_server.storage.cursors import CursorSealer, Position
 from fhir_server.storage.port import StoredResource
 
 Sql = tuple[str, list[Any]]
@@ -711,11 +712,19 @@ class _Plan:
     terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
 
-def search_sql(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
-    """Run one search on `conn` (blocking; the store picks the thread)."""
+def search_sql(
+    conn: sqlite3.Connection, query: SearchQuery, cursors: CursorSealer | None = None
+) -> SearchPage:
+    """Run one search on `conn` (blocking; the store picks the thread). `cursors` opens
+    `query.after` and seals the page's own cursor; without it pages are by offset only."""
     builder = _Builder(query.access)
     plan = _plan(builder, query)
-    page = _page_rows(conn, plan, query)
+    after = None
+    if query.after is not None:
+        if cursors is None:
+            raise BadRequest("This search cannot continue from a _cursor; use _offset")
+        after = cursors.open(query, query.after)
+    page = _page_rows(conn, plan, query, after)
     has_next = len(page) > query.count
     page = page[: query.count]
     rows = [row[0] for row in page]
@@ -724,7 +733,8 @@ def search_sql(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
     included = _included(conn, builder, query, rows) if rows else []
     next_offset = query.offset + query.count if has_next else None
     # The last row's sort keys, then its `res`: where the next page continues (SearchQuery.after).
-    cursor = (*page[-1][1:], page[-1][0]) if has_next and page else None
+    last = page[-1] if has_next and page else None
+    cursor = cursors.seal(query, (*last[1:], last[0])) if last is not None and cursors else None
     return SearchPage(matches, included, total, next_offset, cursor)
 
 
@@ -815,11 +825,13 @@ def _page_sql(plan: _Plan, query: SearchQuery) -> Sql:
     return sql, [*plan.keys_args, *plan.args, query.count + 1, query.offset]
 
 
-def _page_rows(conn: sqlite3.Connection, plan: _Plan, query: SearchQuery) -> list[tuple[Any, ...]]:
+def _page_rows(
+    conn: sqlite3.Connection, plan: _Plan, query: SearchQuery, after: Position | None
+) -> list[tuple[Any, ...]]:
     """The page's rows, `count + 1` at most: (res, sort key values...)."""
     if query.count == 0:
         return []
-    sql, args = _page_sql(plan, query) if query.after is None else _keyset_sql(plan, query, query.after)
+    sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
     return list(conn.execute(sql, args))
 
 
@@ -870,10 +882,10 @@ def _strictly_after(ordered: Sequence[tuple[str, bool, Any]]) -> Sql:
     return " OR ".join(f"({b})" for b in branches), branch_args
 
 
-def explain(conn: sqlite3.Connection, query: SearchQuery) -> list[str]:
-    """EXPLAIN QUERY PLAN of the page query, one line per step (for tests and benchmarks)."""
+def explain(conn: sqlite3.Connection, query: SearchQuery, after: Position | None = None) -> list[str]:
+    """EXPLAIN QUERY PLAN of the page query (continuing after `after`), one line per step."""
     plan = _plan(_Builder(query.access), query)
-    sql, args = _page_sql(plan, query) if query.after is None else _keyset_sql(plan, query, query.after)
+    sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
     return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
 
 

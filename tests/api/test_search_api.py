@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/search.html · https://hl7.org/fhir/R4/http.html#search
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -223,10 +224,41 @@ async def test_next_links_page_stably_while_letters_arrive(app_client: httpx.Asy
 
 
 async def test_a_cursor_the_server_did_not_write_is_a_400(app_client: httpx.AsyncClient) -> None:
+    """Junk, a forged token of the right form, and [2^64] in plain base64 (once a 500): all 400."""
     await seed(app_client)
-    for bad in ("not-base64!", "e30", "WzEsIFt7fV1d"):  # junk, {}, [1, [{}]]
+    for bad in ("not-base64!", "e30", "A" * 40, "WzE4NDQ2NzQ0MDczNzA5NTUxNjE1XQ"):
         response = await app_client.get("Observation", params={"_cursor": bad, "_sort": "date"})
         assert response.status_code == 400, bad
         assert "_cursor" in response.json()["issue"][0]["diagnostics"]
-    cut = await app_client.get("Observation", params={"_cursor": "WzEsMl0", "_sort": "date,status"})
-    assert cut.status_code == 400  # [1, 2]: a cursor of a one-key sort, for two keys
+
+
+def next_url(bundle: dict[str, Any]) -> str:
+    return next(link["url"] for link in bundle["link"] if link["relation"] == "next").removeprefix(BASE + "/")
+
+
+async def test_a_cursor_opens_only_for_its_own_search(app_client: httpx.AsyncClient) -> None:
+    """A next link's cursor taken to another search (other criteria, or another order) is a 400."""
+    await seed(app_client)
+    first = (await app_client.get("Observation?_sort=date&_count=1")).json()
+    cursor = next_url(first).split("_cursor=")[1]
+    assert (await app_client.get(next_url(first))).status_code == 200
+    for other in ("Observation?_sort=-date", "Observation?_sort=date&subject=Patient/p1"):
+        moved = await app_client.get(f"{other}&_count=1&_cursor={cursor}")
+        assert moved.status_code == 400, other
+
+
+async def test_a_cursor_shows_nothing_of_what_it_holds(app_client: httpx.AsyncClient) -> None:
+    """Sorted by identifier, the last match's NHS number is the position; the link must not show it."""
+    for n, nhs in enumerate(("9990000018", "9990000026", "9990000034")):
+        patient = {
+            "resourceType": "Patient",
+            "id": f"n{n}",
+            "identifier": [{"system": "urn:nhs", "value": nhs}],
+        }
+        await put(app_client, patient)
+    first = (await app_client.get("Patient?_sort=identifier&_count=1")).json()
+    token = next_url(first).split("_cursor=")[1].split("&")[0]
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"999000" not in raw and b"urn:nhs" not in raw
+    second = (await app_client.get(next_url(first))).json()
+    assert [e["resource"]["id"] for e in second["entry"]] == ["n1"]

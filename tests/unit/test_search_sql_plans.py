@@ -63,5 +63,5 @@ def test_next_pages_by_cursor_never_scan_the_store(
     params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
     parsed = parse_search(resource_type, params).query
     after = (*([None] * len(parsed.sort)), 7)
-    plan = sqlite_index.explain(conn, replace(parsed, after=after, offset=20))
+    plan = sqlite_index.explain(conn, replace(parsed, offset=20), after)
     assert not [step for step in plan if step.startswith("SCAN") and step != "SCAN m"], plan
