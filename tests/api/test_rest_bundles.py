@@ -278,21 +278,23 @@ NHS_PATIENT = {
 }
 
 
+NHS_CRITERIA = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
+
+
+async def post_twice_if_none_exist(client: httpx.AsyncClient, kind: str) -> list[dict[str, Any]]:
+    """A Bundle of `kind` holding the same conditional create twice; the response's entries."""
+    twice = [entry("POST", "Patient", NHS_PATIENT, request=NHS_CRITERIA)] * 2
+    response = await client.post("", json=bundle(kind, *twice))
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["entry"]
+    return entries
+
+
 async def test_batch_post_with_if_none_exist_creates_only_when_nothing_matches(
     app_client: httpx.AsyncClient,
 ) -> None:
     """request.ifNoneExist in a batch: the first entry creates, the second finds it (200, no copy)."""
-    criteria = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
-    response = await app_client.post(
-        "",
-        json=bundle(
-            "batch",
-            entry("POST", "Patient", NHS_PATIENT, request=criteria),
-            entry("POST", "Patient", NHS_PATIENT, request=criteria),
-        ),
-    )
-    assert response.status_code == 200, response.text
-    first, second = response.json()["entry"]
+    first, second = await post_twice_if_none_exist(app_client, "batch")
     assert first["response"]["status"] == "201 Created"
     assert second["response"]["status"] == "200 OK"
     assert (
@@ -309,12 +311,11 @@ async def test_transaction_if_none_exist_points_references_at_the_existing_resou
     """A matched ifNoneExist entry is not created, and references to its fullUrl go to the match."""
     existing = (await app_client.post("Patient", json=NHS_PATIENT)).json()
     patient_urn = "urn:uuid:0f6c6a4e-2d55-4c1b-9d59-7c2b1d0e5a11"
-    criteria = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
     response = await app_client.post(
         "",
         json=bundle(
             "transaction",
-            entry("POST", "Patient", NHS_PATIENT, fullUrl=patient_urn, request=criteria),
+            entry("POST", "Patient", NHS_PATIENT, fullUrl=patient_urn, request=NHS_CRITERIA),
             entry("POST", "Observation", observation(patient_urn)),
         ),
     )
@@ -331,14 +332,5 @@ async def test_a_transaction_with_two_alike_conditional_creates_commits(
 ) -> None:
     """Both entries' conditions are judged before the transaction writes: it does not conflict
     with itself (the store re-checks them against other writers only)."""
-    criteria = {"ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}
-    response = await app_client.post(
-        "",
-        json=bundle(
-            "transaction",
-            entry("POST", "Patient", NHS_PATIENT, request=criteria),
-            entry("POST", "Patient", NHS_PATIENT, request=criteria),
-        ),
-    )
-    assert response.status_code == 200, response.text
-    assert [e["response"]["status"] for e in response.json()["entry"]] == ["201 Created"] * 2
+    entries = await post_twice_if_none_exist(app_client, "transaction")
+    assert [e["response"]["status"] for e in entries] == ["201 Created"] * 2
