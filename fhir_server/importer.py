@@ -22,7 +22,7 @@ from fhir_server.rest.bundle import process_bundle
 from fhir_server.rest.commit import commit
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.dispatch import run_get
-from fhir_server.rest.planning import Item, PlanError, Planner, plan_items
+from fhir_server.rest.planning import Item, PlanError, Planner, item_type, plan_items
 from fhir_server.rest.update import plan_update
 from fhir_server.rest.writes import new_id, utc_now
 from fhir_server.storage.port import Store, WriteOp
@@ -143,13 +143,6 @@ def _json_kind(value: object) -> str:
     if isinstance(value, list):
         return "array"
     return "string" if isinstance(value, str) else "number"
-
-
-def _kind_of(item: Json | bytes) -> str:
-    if isinstance(item, dict):
-        return str(item.get("resourceType"))
-    head = jsonio.head_of(item)
-    return head[0] if head else "?"
 
 
 def _is_bundle(resource: Json, *types: str) -> bool:
@@ -281,7 +274,7 @@ class _Pipeline:
         for (item, id, expected), p in zip(items, planned, strict=True):
             if isinstance(p, PlanError):
                 self.report.fail(p.where, p.message)
-                self._forget((_kind_of(item), id), expected + 1)
+                self._forget((item_type(item), id), expected + 1)
         try:
             await self.ctx.store.write(ops)
             self.report.written += len(ops)

@@ -160,11 +160,9 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
     return router
 
 
-_PRESENTATION = frozenset({"_format", "_pretty"})  # say how to answer, on any interaction
-
-
 def _criteria(request: Request) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.query_params.multi_items() if k not in _PRESENTATION]
+    """The query's parameters but `_format` and `_pretty`, which say how to answer."""
+    return search_interaction.criteria_only(request.query_params.multi_items())
 
 
 def _create_criteria(request: Request) -> str | None:

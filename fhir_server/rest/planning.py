@@ -48,7 +48,7 @@ def plan_items(items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
     """Validate and index each resource as version `expected + 1` of Type/id (pure: runs anywhere)."""
     out: list[WriteOp | PlanError] = []
     for item, id, expected in items:
-        kind = str(item.get("resourceType")) if isinstance(item, dict) else _head_type(item)
+        kind = item_type(item)
         try:
             resource = item if isinstance(item, dict) else _parsed_line(item, kind, id)
             require_type(kind)
@@ -61,8 +61,11 @@ def plan_items(items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
     return out
 
 
-def _head_type(line: bytes) -> str:
-    head = jsonio.head_of(line)
+def item_type(item: dict[str, Any] | bytes) -> str:
+    """An item's resourceType: the parsed resource's, or the one its line starts with."""
+    if isinstance(item, dict):
+        return str(item.get("resourceType"))
+    head = jsonio.head_of(item)
     return head[0] if head else "?"
 
 

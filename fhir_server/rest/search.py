@@ -21,7 +21,6 @@ from fhir_server.search.bundle import Links, searchset
 from fhir_server.search.parse import ParsedSearch, ValueSetCodes, parse_search, value_set_urls
 from fhir_server.search.query import AccessFilter, Clause, SearchQuery, UriValue
 from fhir_server.search.valuesets import value_set_codes
-from fhir_server.storage.port import StoredResource
 
 Params = Sequence[tuple[str, str]]
 _EVERYTHING = {"_since", "_type", "_count", "_offset", "_cursor", "_format", "_pretty"}
@@ -44,20 +43,13 @@ async def search_bundle(
     return await _run(ctx, parsed, path, compartment)
 
 
-async def find_matches(
-    ctx: RequestContext, resource_type: str, params: Params, limit: int = 2
-) -> list[StoredResource]:
-    """Up to `limit` current resources matching `params`, for conditional create/update/delete.
+async def criteria_query(ctx: RequestContext, resource_type: str, params: Params, limit: int) -> SearchQuery:
+    """The search behind a conditional create/update/delete: up to `limit` current resources matching
+    the criteria alone, within what the caller may see.
 
     Always strict: silently ignoring a criterion here could update or delete the wrong resources.
     """
-    page = await ctx.store.search(await criteria_query(ctx, resource_type, params, limit))
-    return page.matches
-
-
-async def criteria_query(ctx: RequestContext, resource_type: str, params: Params, limit: int) -> SearchQuery:
-    """The search behind a conditional request: the criteria alone, within what the caller may see."""
-    criteria = _criteria_only(params)
+    criteria = criteria_only(params)
     value_sets = await _value_sets(ctx, criteria)
     parsed = parse_search(resource_type, criteria, strict=True, base_url=ctx.base_url, value_sets=value_sets)
     if not parsed.query.criteria:
@@ -127,7 +119,7 @@ def _path(resource_type: str | None, compartment: str | None) -> str:
     return f"{compartment}/{resource_type or '*'}"
 
 
-def _criteria_only(params: Params) -> list[tuple[str, str]]:
+def criteria_only(params: Params) -> list[tuple[str, str]]:
     """Conditional criteria never page, sort or include."""
     return [(k, v) for k, v in params if k.split(":", 1)[0] not in ("_format", "_pretty")]
 

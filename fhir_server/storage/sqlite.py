@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -151,16 +151,7 @@ class SqliteStore:
         return _row_to_stored(row) if row else None
 
     async def current_versions(self, resource_type: str, ids: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), _IN_LIMIT):
-            part = unique[start : start + _IN_LIMIT]
-            rows = self.reader.execute(
-                f"SELECT id, version FROM resource WHERE type = ? AND id IN ({','.join('?' * len(part))})",
-                (resource_type, *part),
-            )
-            found.update(rows)
-        return found
+        return {id: version for id, _, version in _resource_rows(self.reader, resource_type, ids)}
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
         return await self._in_reader(lambda conn: _history(conn, query))
@@ -184,6 +175,20 @@ class SqliteStore:
         writer = self._writer
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_pool, lambda: _write_all(writer, ops))
+
+
+def _resource_rows(
+    conn: sqlite3.Connection, resource_type: str, ids: Sequence[str]
+) -> Iterator[tuple[str, int, int]]:
+    """(id, res, current version) of each of `ids` ever written, a bounded `IN (...)` at a time."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), _IN_LIMIT):
+        part = unique[start : start + _IN_LIMIT]
+        marks = ",".join("?" * len(part))
+        yield from conn.execute(
+            f"SELECT id, res, version FROM resource WHERE type = ? AND id IN ({marks})",
+            (resource_type, *part),
+        )
 
 
 class _transaction:
@@ -237,14 +242,9 @@ class _Resources:
         for op in ops:
             ids_by_type.setdefault(op.resource_type, []).append(op.id)
         for kind, ids in ids_by_type.items():
-            unique = list(dict.fromkeys(ids))
-            for start in range(0, len(unique), _IN_LIMIT):
-                part = unique[start : start + _IN_LIMIT]
-                marks = ",".join("?" * len(part))
-                rows = conn.execute(
-                    f"SELECT id, res, version FROM resource WHERE type = ? AND id IN ({marks})", (kind, *part)
-                )
-                self.known.update(((kind, id), (res, version)) for id, res, version in rows)
+            self.known.update(
+                ((kind, id), (res, version)) for id, res, version in _resource_rows(conn, kind, ids)
+            )
         self.last_res: int = conn.execute("SELECT coalesce(max(res), 0) FROM resource").fetchone()[0]
 
     def current(self, op: WriteOp) -> tuple[int, int] | None:
