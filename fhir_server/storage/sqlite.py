@@ -25,6 +25,7 @@ from fhir_server.instants import from_micros, to_micros
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.cursors import CursorSealer, new_key
 from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
+from fhir_server.storage.sqlite_checkpoint import Checkpointer
 
 if TYPE_CHECKING:
     from fhir_server.search.query import SearchPage, SearchQuery
@@ -65,10 +66,14 @@ def _row_to_stored(row: tuple[str, str, int, int, int, str, bytes | None]) -> St
 class SqliteStore:
     """Implements `fhir_server.storage.port.Store` on one SQLite file."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL", readers: int = 2) -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "NORMAL", readers: int = 2, checkpoint_every: float = 0.2
+    ) -> None:
         # synchronous=NORMAL in WAL mode: a committed write survives a crash of the process (kill -9);
-        # FULL adds an fsync per commit and survives power loss too.
+        # FULL adds an fsync per commit and survives power loss too. `checkpoint_every`: seconds
+        # between WAL checkpoints while writes go on (see sqlite_checkpoint).
         self.path = Path(path)
+        self._checkpoint_every = checkpoint_every
         self._synchronous = synchronous
         self._readers = readers
         self._writer: sqlite3.Connection | None = None
@@ -79,6 +84,7 @@ class SqliteStore:
         self._pool_connections: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
         self._cursors: CursorSealer | None = None
+        self._checkpointer: Checkpointer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -97,6 +103,7 @@ class SqliteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it instead
         with _transaction(self._writer):
             for statement in [*CORE_SCHEMA, *sqlite_index.SCHEMA]:
                 self._writer.execute(statement)
@@ -107,11 +114,16 @@ class SqliteStore:
         self._reader = self._connect()
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
+        self._checkpointer = Checkpointer(self._connect, interval=self._checkpoint_every)
+        self._checkpointer.start()
 
     async def close(self) -> None:
         for pool in (self._write_pool, self._read_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         for conn in [self._writer, self._reader, *self._pool_connections]:
             if conn is not None:
                 conn.close()
@@ -172,9 +184,13 @@ class SqliteStore:
 
     async def write(self, ops: Sequence[WriteOp]) -> list[StoredResource]:
         assert self._write_pool is not None and self._writer is not None, "store is not open"
-        writer = self._writer
+        writer, checkpointer = self._writer, self._checkpointer
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_pool, lambda: _write_all(writer, ops))
+        try:
+            return await loop.run_in_executor(self._write_pool, lambda: _write_all(writer, ops))
+        finally:
+            if checkpointer is not None:
+                checkpointer.nudge()
 
 
 def _resource_rows(
