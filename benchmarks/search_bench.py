@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -268,6 +269,9 @@ class Ingest:
     seconds: float  # wall-clock time of the measured Bundles
     bundle_ms: list[float]
     clients: int
+    busy_cores: float  # the machine's CPUs in use meanwhile, averaged (server, client, anything else)
+    client_cores: float  # of which this benchmark's own client threads
+
 
     @property
     def rate(self) -> float:
@@ -290,12 +294,25 @@ def http_ingest(count: int, seed: int, clients: int, workers: int) -> Ingest:
         port = free_port()
         with our_server(Path(tmp) / "data", port, workers, RESULTS / "ingest_bench_server.log"):
             _post_all(port, bodies[:warm])
+            busy, own = _busy_cpu_seconds(), _own_cpu_seconds()
             started = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
                 shares = pool.map(lambda n: _post_all(port, bodies[warm + n :: clients]), range(clients))
                 times = [ms for share in shares for ms in share]
             seconds = time.perf_counter() - started
-    return Ingest(len(times), 50 * len(times), seconds, times, clients)
+            busy, own = _busy_cpu_seconds() - busy, _own_cpu_seconds() - own
+    return Ingest(len(times), 50 * len(times), seconds, times, clients, busy / seconds, own / seconds)
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU time all processes have used since boot (Linux /proc/stat: everything but idle and iowait)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _post_all(port: int, bodies: list[bytes]) -> list[float]:
@@ -361,6 +378,10 @@ def report(
         f"ingest via HTTP, {ingest.bundles} transaction Bundles of 50 from {ingest.clients} client(s), each "
         f"in sequence: {ingest.rate:,.0f} resources/s ({per_bundle} per Bundle), "
         f"{ingest.rate / MEDPLUM_INGEST:.1f}x Medplum; target >= {target:,.0f}/s: {verdict}"
+    )
+    print(
+        f"  CPUs busy meanwhile: {ingest.busy_cores:.2f} of {os.cpu_count()} "
+        f"(this benchmark's own client: {ingest.client_cores:.2f})"
     )
     print(f"reference: {MEDPLUM}")
 
