@@ -228,7 +228,10 @@ class AccessFilter:
     any_of: tuple[AccessFilter, ...] = ()
 
 
-Total = Literal["none", "estimate", "accurate"]
+# "bounded", the default when the client does not ask: count the matches only up to
+# `SearchQuery.total_cap` and report a total only when there are no more (counting hundreds of
+# thousands of matches costs more than the page; `_total=accurate` always counts them all).
+Total = Literal["none", "estimate", "accurate", "bounded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +243,8 @@ class SearchQuery:
     sort: tuple[SortKey, ...] = ()
     count: int = 20
     offset: int = 0
-    total: Total = "accurate"
+    total: Total = "bounded"
+    total_cap: int = 10_000
     includes: tuple[Include, ...] = ()
     revincludes: tuple[Include, ...] = ()
     compartment: str | None = None  # "Patient/123": only resources in that compartment

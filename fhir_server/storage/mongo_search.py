@@ -123,6 +123,9 @@ async def _total(store: MongoStore, where: Doc, query: SearchQuery, found: int, 
         return None
     if query.count > 0 and not has_next and (found or query.offset == 0):
         return query.offset + found  # the last page tells the total without counting
+    if query.total == "bounded":  # stop counting past the cap: a total beyond it is not reported
+        counted = await store.resources.count_documents(where, limit=query.total_cap + 1)
+        return counted if counted <= query.total_cap else None
     return await store.resources.count_documents(where)
 
 

@@ -126,8 +126,10 @@ class StandInCollection:
             cursor = cursor.sort(list(sort))
         return StandInCursor(cursor.skip(skip).limit(limit))
 
-    async def count_documents(self, filter: Mapping[str, Any], *, session: Any = None) -> int:
-        return int(self._sync.count_documents(dict(filter)))
+    async def count_documents(
+        self, filter: Mapping[str, Any], *, session: Any = None, limit: int | None = None
+    ) -> int:
+        return int(self._sync.count_documents(dict(filter), **({} if limit is None else {"limit": limit})))
 
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]], *, session: Any = None) -> StandInCursor:
         return StandInCursor(iter(self._sync.aggregate([dict(stage) for stage in pipeline])))

@@ -72,6 +72,11 @@ _HIGHEST = "\U0010ffff"  # sorts after any character: prefix p matches [p, p + _
 MAX_INCLUDES = 1000
 MAX_DRIVING_VALUES = 100  # SQLite allows 500 terms in a compound SELECT
 MAX_ITERATIONS = 4
+# Driving sets of this many index entries or more are not read whole: sizing one costs well under a
+# millisecond, and a criterion at least this common is met within a short walk of its type in `res`
+# order (on average count x the type's resources / matches probes). See _plan.
+WALK_FROM = 5_000
+WALK_MOST = 10_000  # resources a walk probes before reading the driving set after all
 _MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35)  # `AS MATERIALIZED` is understood from 3.35
 # Parameters answered from the resource table itself, so their entries are not stored twice.
 _RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
@@ -117,6 +122,8 @@ SCHEMA: list[str] = [
         PRIMARY KEY(res, pid)) WITHOUT ROWID""",
     # _lastUpdated searches and sorts within a type.
     "CREATE INDEX IF NOT EXISTS resource_type_updated ON resource(type, last_updated)",
+    # A type's resources in `res` order: a search with no selective criterion walks it (_plan).
+    "CREATE INDEX IF NOT EXISTS resource_type ON resource(type)",
 ]
 _WORD_PARAMS = frozenset({"_text", "_content"})
 
@@ -708,7 +715,9 @@ class _Plan:
     keys: str = ""  # extra result columns k0, k1, ... holding the sort keys
     keys_args: list[Any] = field(default_factory=list)
     order: str = "r.res"
-    count: Sql | None = None  # a cheaper count of the same matches, when one exists
+    counted: Sql | None = None  # the matches as rows cheaper to count, when there is such a query
+    # The same matches with no driving set, each resource of the type probed in `res` order (_walked)
+    walk: Sql | None = None
     terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
 
@@ -718,7 +727,7 @@ def search_sql(
     """Run one search on `conn` (blocking; the store picks the thread). `cursors` opens
     `query.after` and seals the page's own cursor; without it pages are by offset only."""
     builder = _Builder(query.access)
-    plan = _plan(builder, query)
+    plan = _plan(builder, query, conn)
     after = None
     if query.after is not None:
         if cursors is None:
@@ -738,9 +747,13 @@ def search_sql(
     return SearchPage(matches, included, total, next_offset, cursor)
 
 
-def _plan(builder: _Builder, query: SearchQuery) -> _Plan:
+def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None = None) -> _Plan:
+    """The page query. Given `conn`, the driving set is chosen by size: when several criteria could
+    drive, the smallest set is read (sizes are counted only up to WALK_FROM entries); when every one
+    is that large and the order is `res`, the type is walked in that order instead, each resource
+    probed (for `status=final` the first page is a few dozen probes, where the driving set would
+    gather every match first)."""
     types = query.resource_types
-    conds: list[Sql] = [("r.deleted = 0", [])]
     drives: list[tuple[float, int, Sql]] = []
     for i, crit in enumerate(query.criteria):
         found = builder.driving_set(crit, types)
@@ -752,23 +765,64 @@ def _plan(builder: _Builder, query: SearchQuery) -> _Plan:
     if reach:
         drives.append((1.4, -2, _compartment_set(sorted(reach))))
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
+    walk = False
+    if conn is not None and best is not None and best[0] > 0 and best[1] >= 0:
+        walkable = not query.sort and (query.offset == 0 or query.after is not None)
+        best, walk = _by_size(conn, drives, best, walkable=walkable)
+    plan = _Plan(*_where(builder, query, best), counted=_index_matches(query, best[2] if best else None))
+    if walk:
+        plan.walk = _where(builder, query, None, walk=True)
+    return _with_order(plan, query.sort, types)
+
+
+def _where(builder: _Builder, query: SearchQuery, best: Drive | None, *, walk: bool = False) -> Sql:
+    """The match condition on `resource r`: the driving set, the type, every other criterion."""
+    types = query.resource_types
+    conds: list[Sql] = [("r.deleted = 0", [])]
     if best is not None:
         conds.append((f"r.res IN ({best[2][0]})", best[2][1]))
     if types:
-        # `+` keeps the planner off the type index when a driving set exists.
-        conds.append(_in("+r.type" if best else "r.type", types))
+        # `+` keeps the planner off the type index when a driving set exists; a walk of one type
+        # follows that index, in `res` order; a walk of several follows the table itself.
+        plain = (best is None and not walk) or (walk and len(types) == 1)
+        conds.append(_in("r.type" if plain else "+r.type", types))
     for i, crit in enumerate(query.criteria):
         if best is None or best[1] != i:  # the driving set already applies its own criterion
             conds.append(builder.exists(crit, types, "r"))
     if query.compartment is not None:
         conds.append(_compartment_sql([query.compartment], "r"))
     conds.append(builder.access_sql("r"))
-    where, args = _all_of(conds)
-    plan = _Plan(where, args, count=_index_count(query, best[2] if best else None))
-    return _with_order(plan, query.sort, types)
+    return _all_of(conds)
 
 
-def _index_count(query: SearchQuery, driving: Sql | None) -> Sql | None:
+Drive = tuple[float, int, Sql]  # (rank, criterion index or -1/-2 for compartments, SELECT res ...)
+
+
+def _by_size(
+    conn: sqlite3.Connection, drives: list[Drive], best: Drive, *, walkable: bool
+) -> tuple[Drive, bool]:
+    """The smallest of the criteria's driving sets, and whether to walk the type instead. A set of
+    under WALK_FROM / 10 entries is taken at once: reading it costs less than sizing the others."""
+    candidates = sorted((d for d in drives if d[1] >= 0), key=lambda d: (d[0], d[1]))
+    if len(candidates) < 2 and not walkable:
+        return best, False
+    sized: list[tuple[int, Drive]] = []
+    for drive in candidates:
+        size = _entries_upto(conn, drive[2], WALK_FROM)
+        if size < WALK_FROM // 10:
+            return drive, False
+        sized.append((size, drive))
+    size, smallest = min(sized, key=lambda s: s[0])
+    return smallest, walkable and size >= WALK_FROM
+
+
+def _entries_upto(conn: sqlite3.Connection, rows: Sql, most: int) -> int:
+    """How many rows the query `rows` gives, counting no further than `most`."""
+    sql = f"SELECT count(*) FROM ({rows[0]} LIMIT ?)"
+    return int(conn.execute(sql, [*rows[1], most]).fetchone()[0])
+
+
+def _index_matches(query: SearchQuery, driving: Sql | None) -> Sql | None:
     """For one plain criterion and nothing else, the matches are exactly the distinct resources of
     its index entries: entries belong to one type through their `pid`, and a deleted resource has
     none. Counting them reads the value index alone, not every match's resource row."""
@@ -779,7 +833,7 @@ def _index_count(query: SearchQuery, driving: Sql | None) -> Sql | None:
     crit = query.criteria[0]
     if not isinstance(crit, Clause) or crit.param.startswith("_") or crit.kind not in _KIND_TABLE:
         return None
-    return f"SELECT count(DISTINCT res) FROM ({driving[0]})", driving[1]
+    return f"SELECT DISTINCT res FROM ({driving[0]})", driving[1]
 
 
 def _with_order(plan: _Plan, keys: Sequence[SortKey], types: Sequence[str]) -> _Plan:
@@ -831,8 +885,38 @@ def _page_rows(
     """The page's rows, `count + 1` at most: (res, sort key values...)."""
     if query.count == 0:
         return []
+    if plan.walk is not None:
+        return _walked(conn, plan, plan.walk, query, 0 if after is None else after[-1])
     sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
     return list(conn.execute(sql, args))
+
+
+def _walked(
+    conn: sqlite3.Connection, plan: _Plan, walk: Sql, query: SearchQuery, start: int
+) -> list[tuple[Any, ...]]:
+    """The page in `res` order after `start`, walking at most WALK_MOST resources of the type; when
+    those hold too few matches (a rare combination of common criteria), the rest of the page comes
+    from the driving-set plan, after the last resource walked."""
+    want = query.count + 1
+    types = query.resource_types
+    one_type = len(types) == 1
+    edge_sql = (
+        "SELECT res FROM resource WHERE type = ? AND res > ? ORDER BY res LIMIT 1 OFFSET ?"
+        if one_type
+        else "SELECT res FROM resource WHERE res > ? ORDER BY res LIMIT 1 OFFSET ?"
+    )
+    edge = conn.execute(edge_sql, [*(types if one_type else ()), start, WALK_MOST - 1]).fetchone()
+    rows = list(conn.execute(*_walk_sql(walk, start, edge[0] if edge else None, want)))
+    if len(rows) < want and edge:
+        sql = f"SELECT r.res FROM resource r WHERE {plan.where} AND r.res > ? ORDER BY r.res LIMIT ?"
+        rows += conn.execute(sql, [*plan.args, edge[0], want - len(rows)])
+    return rows
+
+
+def _walk_sql(walk: Sql, start: int, edge: int | None, want: int) -> Sql:
+    upto = ("r.res <= ?", [edge]) if edge is not None else _TRUE
+    sql = f"SELECT r.res FROM resource r WHERE {walk[0]} AND r.res > ? AND {upto[0]} ORDER BY r.res LIMIT ?"
+    return sql, [*walk[1], start, *upto[1], want]
 
 
 def _keyset_sql(plan: _Plan, query: SearchQuery, after: Sequence[Any]) -> Sql:
@@ -884,8 +968,11 @@ def _strictly_after(ordered: Sequence[tuple[str, bool, Any]]) -> Sql:
 
 def explain(conn: sqlite3.Connection, query: SearchQuery, after: Position | None = None) -> list[str]:
     """EXPLAIN QUERY PLAN of the page query (continuing after `after`), one line per step."""
-    plan = _plan(_Builder(query.access), query)
-    sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
+    plan = _plan(_Builder(query.access), query, conn)
+    if plan.walk is not None:
+        sql, args = _walk_sql(plan.walk, 0 if after is None else after[-1], 1 << 40, query.count + 1)
+    else:
+        sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
     return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
 
 
@@ -896,8 +983,14 @@ def _total(
         return None
     if query.count > 0 and not has_next and (found or query.offset == 0):
         return query.offset + found  # the last page tells the total without counting
-    sql, args = plan.count or (f"SELECT count(*) FROM resource r WHERE {plan.where}", plan.args)
-    return int(conn.execute(sql, args).fetchone()[0])
+    rows, args = plan.counted or (f"SELECT 1 FROM resource r WHERE {plan.where}", plan.args)
+    if query.total != "bounded":
+        return int(conn.execute(f"SELECT count(*) FROM ({rows})", args).fetchone()[0])
+    # Stop counting past the cap: a total beyond it is not reported.
+    counted = int(
+        conn.execute(f"SELECT count(*) FROM ({rows} LIMIT ?)", [*args, query.total_cap + 1]).fetchone()[0]
+    )
+    return counted if counted <= query.total_cap else None
 
 
 _LOAD = """SELECT r.res, r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body

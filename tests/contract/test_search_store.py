@@ -413,6 +413,57 @@ async def test_cursor_pages_neither_repeat_nor_skip_while_others_write(store: St
     assert len(seen) == len(set(seen))
 
 
+def _common_and_rare() -> list[dict[str, Any]]:
+    """40 Observations whose status and code most share, other types written between them."""
+    made: list[dict[str, Any]] = []
+    tagged = {"tag": [{"system": "urn:test", "code": "demo"}]}
+    for i in range(40):
+        quantity = {"value": i * 5, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+        code, status = "8480-6" if i % 3 else "8462-4", "final" if i % 4 else "amended"
+        made.append(obs(f"o{i:02}", code=code, status=status, valueQuantity=quantity, meta=tagged))
+        if i % 5 == 0:
+            made.append(patient(f"p{i:02}", meta=tagged))
+    return made
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "query"),
+    [
+        ("Observation", "status=final"),
+        ("Observation", "code=8480-6&status=final"),
+        ("Observation", "code=8480-6,8462-4"),
+        ("Observation", "status=final&value-quantity=gt150"),
+        ("Observation", "code=8462-4&status=amended"),  # both common, together rare: the walk gives up
+        (None, "_type=Observation,Patient&_tag=urn:test|demo"),
+        (None, "_type=Observation,Patient&_tag=urn:test|demo&_lastUpdated=gt2000-01-01"),
+    ],
+)
+async def test_walking_common_criteria_pages_as_reading_them_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str | None, query: str
+) -> None:
+    """SQLite walks a type in order instead of reading a driving set of WALK_FROM entries or more
+    (lowered here so that 40 Observations are many). Page by page, by cursor, the same matches
+    come in the same order as when every set is read whole; deleted resources never."""
+    from fhir_server.storage import sqlite_index
+
+    await put(store, *_common_and_rare())
+    await store.write([replace(_op(obs("o05")), expected_version=1, body=None, entries=(), compartments=())])
+    expected = await ids(store, resource_type, f"{query}&_count=100")
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
+    monkeypatch.setattr(sqlite_index, "WALK_MOST", 6)
+    seen: list[str] = []
+    page = await find(store, resource_type, f"{query}&_count=3")
+    while True:
+        seen += [m.id for m in page.matches]
+        if page.next_offset is None:
+            break
+        page = await find(
+            store, resource_type, f"{query}&_count=3", offset=page.next_offset, after=page.cursor
+        )
+    assert seen == expected and "o05" not in seen
+    assert len(expected) >= 4
+
+
 async def test_a_cursor_from_another_sort_is_refused(store: Store) -> None:
     await put(store, *(obs(f"o{i}", effectiveDateTime=f"2026-01-0{i + 1}") for i in range(4)))
     page = await find(store, "Observation", "_sort=date&_count=2")
@@ -427,6 +478,19 @@ async def test_total_modes(store: Store) -> None:
     assert (await find(store, "Patient", "_count=2&_total=none")).total is None
     counted = await find(store, "Patient", "_summary=count")
     assert counted.total == 5 and counted.matches == []
+
+
+async def test_an_unasked_total_is_counted_only_up_to_the_cap(store: Store) -> None:
+    """`total="bounded"` (no `_total` given) counts up to `total_cap` matches and reports no total
+    past it; `_total=accurate` counts them all; a last page tells its total without counting."""
+    await put(store, *(patient(f"p{i}") for i in range(6)), patient("q", "Jones"))
+    assert (await find(store, "Patient", "name=smi&_count=2", total_cap=5)).total is None
+    assert (await find(store, "Patient", "name=smi&_count=2", total_cap=6)).total == 6
+    assert (await find(store, "Patient", "name=smi&_count=2&_total=accurate", total_cap=5)).total == 6
+    assert (await find(store, "Patient", "name=smi&_count=10", total_cap=5)).total == 6
+    assert (await find(store, "Patient", "_count=2", total_cap=6)).total is None  # 7 Patients
+    assert (await find(store, "Patient", "_count=2", total_cap=7)).total == 7
+    assert (await find(store, "Patient", "_count=2&_total=estimate", total_cap=6)).total == 7
 
 
 async def test_deleted_and_replaced_resources(store: Store) -> None:

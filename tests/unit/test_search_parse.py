@@ -271,6 +271,13 @@ def test_result_parameters() -> None:
     assert ("_format", "json") not in parsed.used
 
 
+def test_a_total_is_bounded_unless_the_client_asks() -> None:
+    """Unasked, the matches are counted up to a cap (the store reports no total past it)."""
+    assert parse_search("Patient", []).query.total == "bounded"
+    assert parse_search("Patient", [("_total", "accurate")]).query.total == "accurate"
+    assert parse_search("Patient", [("_total", "estimate")]).query.total == "estimate"
+
+
 def test_summary_count_asks_for_no_entries_and_a_total() -> None:
     query = parse_search("Patient", [("_summary", "count")]).query
     assert query.count == 0 and query.total == "accurate"

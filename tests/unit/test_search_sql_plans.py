@@ -65,3 +65,23 @@ def test_next_pages_by_cursor_never_scan_the_store(
     after = (*([None] * len(parsed.sort)), 7)
     plan = sqlite_index.explain(conn, replace(parsed, offset=20), after)
     assert not [step for step in plan if step.startswith("SCAN") and step != "SCAN m"], plan
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "query"),
+    [
+        ("Observation", "status=final"),
+        ("Observation", "code=http://loinc.org|8480-6&status=final"),
+        ("Observation", "status=final&value-quantity=gt100"),
+    ],
+)
+def test_a_walk_follows_the_type_in_order_and_sorts_nothing(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, resource_type: str, query: str
+) -> None:
+    """When every driving set is large (here: from 0 entries), the page walks the type's own index
+    in `res` order and stops at the page's end: no temporary b-tree, no driving set read whole."""
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
+    params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
+    plan = sqlite_index.explain(conn, parse_search(resource_type, params).query)
+    assert plan[0].startswith("SEARCH r USING INDEX resource_type (type=? AND rowid>? AND rowid<?)"), plan
+    assert not [step for step in plan if "TEMP B-TREE" in step or "LIST SUBQUERY" in step], plan
