@@ -77,6 +77,7 @@ MAX_ITERATIONS = 4
 # order (on average count x the type's resources / matches probes). See _plan.
 WALK_FROM = 5_000
 WALK_MOST = 10_000  # resources a walk probes before reading the driving set after all
+FEW = 500  # a driving set under this many entries is taken without sizing the others
 _MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35)  # `AS MATERIALIZED` is understood from 3.35
 # Parameters answered from the resource table itself, so their entries are not stored twice.
 _RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
@@ -718,6 +719,7 @@ class _Plan:
     counted: Sql | None = None  # the matches as rows cheaper to count, when there is such a query
     # The same matches with no driving set, each resource of the type probed in `res` order (_walked)
     walk: Sql | None = None
+    known_total: int | None = None  # the matches' number, when the planning already counted them
     terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
 
@@ -765,11 +767,13 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     if reach:
         drives.append((1.4, -2, _compartment_set(sorted(reach))))
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
-    walk = False
+    walk, listed = False, None  # listed: how many resources a small driving set holds
     if conn is not None and best is not None and best[0] > 0 and best[1] >= 0:
         walkable = not query.sort and (query.offset == 0 or query.after is not None)
-        best, walk = _by_size(conn, drives, best, walkable=walkable)
-    plan = _Plan(*_where(builder, query, best), counted=_index_matches(query, best[2] if best else None))
+        best, walk, listed = _by_size(conn, drives, best, walkable=walkable)
+    counted = _index_matches(query, best[2] if best else None)
+    known = listed if counted is not None else None  # the set's distinct resources are its matches
+    plan = _Plan(*_where(builder, query, best), counted=counted, known_total=known)
     if walk:
         plan.walk = _where(builder, query, None, walk=True)
     return _with_order(plan, query.sort, types)
@@ -800,20 +804,24 @@ Drive = tuple[float, int, Sql]  # (rank, criterion index or -1/-2 for compartmen
 
 def _by_size(
     conn: sqlite3.Connection, drives: list[Drive], best: Drive, *, walkable: bool
-) -> tuple[Drive, bool]:
-    """The smallest of the criteria's driving sets, and whether to walk the type instead. A set of
-    under WALK_FROM / 10 entries is taken at once: reading it costs less than sizing the others."""
+) -> tuple[Drive, bool, int | None]:
+    """The smallest of the criteria's driving sets; whether to walk the type instead; and, for a set
+    of under FEW entries, how many distinct resources it holds. Such a set is taken at once: reading
+    it costs less than sizing the others."""
     candidates = sorted((d for d in drives if d[1] >= 0), key=lambda d: (d[0], d[1]))
     if len(candidates) < 2 and not walkable:
-        return best, False
+        return best, False, None
     sized: list[tuple[int, Drive]] = []
     for drive in candidates:
-        size = _entries_upto(conn, drive[2], WALK_FROM)
-        if size < WALK_FROM // 10:
-            return drive, False
-        sized.append((size, drive))
+        sql, args = drive[2]
+        entries, distinct = conn.execute(
+            f"SELECT count(*), count(DISTINCT res) FROM ({sql} LIMIT ?)", [*args, FEW]
+        ).fetchone()
+        if entries < FEW:
+            return drive, False, int(distinct)
+        sized.append((_entries_upto(conn, drive[2], WALK_FROM), drive))
     size, smallest = min(sized, key=lambda s: s[0])
-    return smallest, walkable and size >= WALK_FROM
+    return smallest, walkable and size >= WALK_FROM, None
 
 
 def _entries_upto(conn: sqlite3.Connection, rows: Sql, most: int) -> int:
@@ -983,6 +991,9 @@ def _total(
         return None
     if query.count > 0 and not has_next and (found or query.offset == 0):
         return query.offset + found  # the last page tells the total without counting
+    if plan.known_total is not None:
+        bounded = query.total == "bounded" and plan.known_total > query.total_cap
+        return None if bounded else plan.known_total
     rows, args = plan.counted or (f"SELECT 1 FROM resource r WHERE {plan.where}", plan.args)
     if query.total != "bounded":
         return int(conn.execute(f"SELECT count(*) FROM ({rows})", args).fetchone()[0])

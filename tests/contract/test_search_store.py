@@ -442,13 +442,15 @@ async def test_walking_common_criteria_pages_as_reading_them_whole(
     store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str | None, query: str
 ) -> None:
     """SQLite walks a type in order instead of reading a driving set of WALK_FROM entries or more
-    (lowered here so that 40 Observations are many). Page by page, by cursor, the same matches
-    come in the same order as when every set is read whole; deleted resources never."""
+    (lowered here, with FEW and WALK_MOST, so that 40 Observations are many). Page by page, by
+    cursor, the same matches come in the same order as when every set is read whole; deleted
+    resources never."""
     from fhir_server.storage import sqlite_index
 
     await put(store, *_common_and_rare())
     await store.write([replace(_op(obs("o05")), expected_version=1, body=None, entries=(), compartments=())])
     expected = await ids(store, resource_type, f"{query}&_count=100")
+    monkeypatch.setattr(sqlite_index, "FEW", 2)
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
     monkeypatch.setattr(sqlite_index, "WALK_MOST", 6)
     seen: list[str] = []

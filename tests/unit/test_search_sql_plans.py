@@ -80,6 +80,7 @@ def test_a_walk_follows_the_type_in_order_and_sorts_nothing(
 ) -> None:
     """When every driving set is large (here: from 0 entries), the page walks the type's own index
     in `res` order and stops at the page's end: no temporary b-tree, no driving set read whole."""
+    monkeypatch.setattr(sqlite_index, "FEW", 0)
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
     params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
     plan = sqlite_index.explain(conn, parse_search(resource_type, params).query)
