@@ -40,6 +40,7 @@ from seed_data.generator import nhs_number_of
 
 TODAY = date(2026, 11, 24)
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
+SYSTOLIC = quote("http://loinc.org|8480-6", safe="")
 RESOURCES_PER_PATIENT = 82.6
 SHARED = 42  # organisations, clinicians, locations of a trust under 800 patients
 TARGETS = {"p95_200k_ms": 5.0, "p95_1m_ms": 10.0, "growth": 1.3, "ingest_per_s": 3000.0}
@@ -91,6 +92,10 @@ QUERIES: dict[str, Query] = {
     "chained subject NHS number": lambda x, f: (
         f"/fhir/Observation?subject:Patient.identifier={_q(NHS + '|' + f.nhs[x])}&_count=20"
     ),
+    # Beyond the list: searches across every patient, as a clinician's integration makes
+    # them. Most Observations match the first; the second must order every systolic reading.
+    "  wide: status=final": lambda x, f: "/fhir/Observation?status=final",
+    "  wide: systolic, newest first": lambda x, f: f"/fhir/Observation?code={SYSTOLIC}&_sort=-date",
 }
 
 
@@ -347,13 +352,15 @@ def report(
         p95s = [percentile(latencies[s.size][name], 95) for s in stores]
         growth = p95s[-1] / p95s[0]
         p50_growth = median(latencies[large.size][name]) / median(latencies[small.size][name])
-        worst_growth = max(worst_growth, growth)
+        if not name.startswith(" "):  # controls and wide searches are shown, not judged
+            worst_growth = max(worst_growth, growth)
         figures = "".join(f"{v:>12.2f}" for v in p95s)
         sizes = (entries[small.size][name], entries[large.size][name])
         unlike = f"  answers {sizes[0]:.0f} -> {sizes[1]:.0f} entries" if sizes[0] != sizes[1] else ""
         print(f"  {name:<30}{figures}{growth:>8.2f}x{p50_growth:>11.2f}x{unlike}")
     print(
-        f"growth = p95 at {large.resources:,} / p95 at {small.resources:,}; worst {worst_growth:.2f}x "
+        f"growth = p95 at {large.resources:,} / p95 at {small.resources:,}; worst of the issue's queries "
+        f"{worst_growth:.2f}x "
         f"(target <= {TARGETS['growth']}x from 10k to 1M)"
     )
     for store in stores:
@@ -387,16 +394,16 @@ def report(
 
 
 def _size_verdict(store: Store, times: dict[str, list[float]]) -> None:
-    worst = max(percentile(v, 95) for v in times.values())
+    worst = max(percentile(v, 95) for name, v in times.items() if not name.startswith(" "))
     if 150_000 <= store.resources <= 250_000:
         target = TARGETS["p95_200k_ms"]
     elif store.resources >= 800_000:
         target = TARGETS["p95_1m_ms"]
     else:
-        print(f"worst p95 at {store.resources:,}: {worst:.2f} ms (no target at this size)")
+        print(f"worst p95 of the issue's queries at {store.resources:,}: {worst:.2f} ms (no target here)")
         return
     print(
-        f"worst p95 at {store.resources:,}: {worst:.2f} ms; target <= {target} ms: "
+        f"worst p95 of the issue's queries at {store.resources:,}: {worst:.2f} ms; target <= {target} ms: "
         f"{'MET' if worst <= target else 'NOT MET'}"
     )
 

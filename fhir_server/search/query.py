@@ -244,7 +244,7 @@ class SearchQuery:
     count: int = 20
     offset: int = 0
     total: Total = "bounded"
-    total_cap: int = 10_000
+    total_cap: int = 1_000
     includes: tuple[Include, ...] = ()
     revincludes: tuple[Include, ...] = ()
     compartment: str | None = None  # "Patient/123": only resources in that compartment
