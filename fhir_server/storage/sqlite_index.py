@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any
@@ -92,6 +92,8 @@ SCHEMA: list[str] = [
     """CREATE TABLE IF NOT EXISTS ix_date (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
         low INTEGER NOT NULL, high INTEGER NOT NULL, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_date_value ON ix_date(pid, low, high)",
+    # Newest first (`_sort=-date`) walks a date's entries by `high`, descending (_date_walked).
+    "CREATE INDEX IF NOT EXISTS ix_date_high ON ix_date(pid, high)",
     """CREATE TABLE IF NOT EXISTS ix_number (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
         value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
         PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
@@ -719,6 +721,8 @@ class _Plan:
     counted: Sql | None = None  # the matches as rows cheaper to count, when there is such a query
     # The same matches with no driving set, each resource of the type probed in `res` order (_walked)
     walk: Sql | None = None
+    # The same matches with no driving set, read in the order of the one date sort key (_date_walked)
+    date_walk: Sql | None = None
     known_total: int | None = None  # the matches' number, when the planning already counted them
     terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
@@ -768,28 +772,41 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         drives.append((1.4, -2, _compartment_set(sorted(reach))))
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
     walk, listed = False, None  # listed: how many resources a small driving set holds
+    from_start = query.offset == 0 or query.after is not None
+    by_date = from_start and _date_ordered(query)
     if conn is not None and best is not None and best[0] > 0 and best[1] >= 0:
-        walkable = not query.sort and (query.offset == 0 or query.after is not None)
+        walkable = (not query.sort and from_start) or by_date
         best, walk, listed = _by_size(conn, drives, best, walkable=walkable)
+    walk = walk or (conn is not None and best is None and by_date)
     counted = _index_matches(query, best[2] if best else None)
     known = listed if counted is not None else None  # the set's distinct resources are its matches
-    plan = _Plan(*_where(builder, query, best), counted=counted, known_total=known)
-    if walk:
-        plan.walk = _where(builder, query, None, walk=True)
+    plan = _Plan(
+        *_where(builder, query, best, by_type_index=best is None), counted=counted, known_total=known
+    )
+    if walk and not query.sort:
+        plan.walk = _where(builder, query, None, by_type_index=len(types) == 1)
+    elif walk:
+        plan.date_walk = _where(builder, query, None, by_type_index=False)
     return _with_order(plan, query.sort, types)
 
 
-def _where(builder: _Builder, query: SearchQuery, best: Drive | None, *, walk: bool = False) -> Sql:
-    """The match condition on `resource r`: the driving set, the type, every other criterion."""
+def _date_ordered(query: SearchQuery) -> bool:
+    """Sorted by one date parameter of one type: its entries can be read in that order (_date_walked)."""
+    if len(query.sort) != 1 or query.sort[0].kind != "date" or len(query.resource_types) != 1:
+        return False
+    return query.compartment is None and len(_pids(query.resource_types, query.sort[0].param)) == 1
+
+
+def _where(builder: _Builder, query: SearchQuery, best: Drive | None, *, by_type_index: bool) -> Sql:
+    """The match condition on `resource r`: the driving set, the type, every other criterion.
+    Unless `by_type_index`, the type test is written `+r.type`: the planner then cannot prefer
+    reading the type's index over the driving set, or over the rows asked for by `res`."""
     types = query.resource_types
     conds: list[Sql] = [("r.deleted = 0", [])]
     if best is not None:
         conds.append((f"r.res IN ({best[2][0]})", best[2][1]))
     if types:
-        # `+` keeps the planner off the type index when a driving set exists; a walk of one type
-        # follows that index, in `res` order; a walk of several follows the table itself.
-        plain = (best is None and not walk) or (walk and len(types) == 1)
-        conds.append(_in("r.type" if plain else "+r.type", types))
+        conds.append(_in("r.type" if by_type_index else "+r.type", types))
     for i, crit in enumerate(query.criteria):
         if best is None or best[1] != i:  # the driving set already applies its own criterion
             conds.append(builder.exists(crit, types, "r"))
@@ -895,6 +912,8 @@ def _page_rows(
         return []
     if plan.walk is not None:
         return _walked(conn, plan, plan.walk, query, 0 if after is None else after[-1])
+    if plan.date_walk is not None and (after is None or after[0] is not None):
+        return _date_walked(conn, plan, plan.date_walk, query, after)
     sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
     return list(conn.execute(sql, args))
 
@@ -919,6 +938,70 @@ def _walked(
         sql = f"SELECT r.res FROM resource r WHERE {plan.where} AND r.res > ? ORDER BY r.res LIMIT ?"
         rows += conn.execute(sql, [*plan.args, edge[0], want - len(rows)])
     return rows
+
+
+def _date_walked(
+    conn: sqlite3.Connection, plan: _Plan, walk: Sql, query: SearchQuery, after: Position | None
+) -> list[tuple[Any, ...]]:
+    """The page sorted by one date parameter, read from its entries in that order: ascending by the
+    lowest `low` of each resource (its first entry in `low` order), descending by the highest `high`
+    (its first in `high DESC` order), ties by `res`. SQLite probes each entry's resource against
+    the criteria; the walk stops once the page is full and no later entry can tie with its last
+    match. Past WALK_MOST entries, or at the entries' end (resources without the date sort last),
+    the driving-set plan finishes the page, after the last match found."""
+    key = query.sort[0]
+    desc, want = key.descending, query.count + 1
+    (p,) = _pids(query.resource_types, key.param)
+    key_sql, key_args = _sort_expr(key, query.resource_types)
+    value = "e.high" if desc else "e.low"
+    order = "e.high DESC, e.res DESC, e.n DESC" if desc else "e.low, e.high, e.res, e.n"
+    entry = "(e.high, e.res, e.n)" if desc else "(e.low, e.high, e.res, e.n)"
+    start: Sql = _TRUE if after is None else (f"{value} {'<=' if desc else '>='} ?", [after[0]])
+    ahead = f"SELECT {entry[1:-1]} FROM ix_date e WHERE e.pid = ? AND {start[0]} ORDER BY {order}"
+    edge = conn.execute(f"{ahead} LIMIT 1 OFFSET ?", [p, *start[1], WALK_MOST - 1]).fetchone()
+    upto: Sql = (
+        (f"{entry} {'>=' if desc else '<='} ({','.join('?' * len(edge))})", list(edge)) if edge else _TRUE
+    )
+    rows = conn.execute(
+        f"SELECT e.res, {value}, ({key_sql}) FROM ix_date e CROSS JOIN resource r ON r.res = e.res"
+        f" WHERE e.pid = ? AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
+        [*key_args, p, *start[1], *upto[1], *walk[1]],
+    )
+    seen: set[int] = set()
+    found: list[tuple[int, int]] = []  # (key, res) of matches, in walk order
+    for res, reached, k in rows:
+        if len(found) >= want and reached != found[want - 1][0]:
+            break  # the page is full, and nothing further ties with its last match
+        if res in seen:
+            continue
+        seen.add(res)
+        # Its key is this entry's value unless an earlier entry (before the cursor) holds it.
+        if k == reached and _beyond((k, res), after, desc):
+            found.append((k, res))
+    else:
+        # Walked to the edge, or to the end (then only resources without the key are left).
+        last = edge[0] if edge else None
+        found = [f for f in found if last is None or f[0] != last]  # ties at the edge may go on
+        found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
+        done = [(res, k) for k, res in found[:want]]
+        if len(done) < want:
+            position: Position | None = (done[-1][1], done[-1][0]) if done else after
+            rest = replace(query, count=want - len(done) - 1)
+            sql, args = _page_sql(plan, rest) if position is None else _keyset_sql(plan, rest, position)
+            done += conn.execute(sql, args).fetchall()
+        return done
+    found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
+    return [(res, k) for k, res in found[:want]]
+
+
+def _beyond(match: tuple[int, int], after: Position | None, desc: bool) -> bool:
+    """Whether (key, res) comes after the cursor's position in the sort order."""
+    if after is None:
+        return True
+    key, res = match
+    if key != after[0]:
+        return bool(key < after[0]) if desc else bool(key > after[0])
+    return bool(res > after[-1])
 
 
 def _walk_sql(walk: Sql, start: int, edge: int | None, want: int) -> Sql:

@@ -420,7 +420,16 @@ def _common_and_rare() -> list[dict[str, Any]]:
     for i in range(40):
         quantity = {"value": i * 5, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
         code, status = "8480-6" if i % 3 else "8462-4", "final" if i % 4 else "amended"
-        made.append(obs(f"o{i:02}", code=code, status=status, valueQuantity=quantity, meta=tagged))
+        # Dates with ties, periods (a resource's sort value: its earliest start, or its latest end,
+        # newest first) and some missing.
+        when: dict[str, Any] = {"effectiveDateTime": f"2026-0{1 + i % 7}-1{i % 3}"}
+        if i % 6 == 1:
+            when = {"effectivePeriod": {"start": f"2025-0{1 + i % 9}-01", "end": f"2027-0{1 + i % 5}-01"}}
+        elif i % 9 == 4:
+            when = {}
+        elif i % 10 == 7:  # two dates far apart: sorted by the first, or newest first by the second
+            when = {"effectiveTiming": {"event": [f"2024-0{1 + i % 8}-01", f"2028-0{1 + i % 8}-01"]}}
+        made.append(obs(f"o{i:02}", code=code, status=status, valueQuantity=quantity, meta=tagged, **when))
         if i % 5 == 0:
             made.append(patient(f"p{i:02}", meta=tagged))
     return made
@@ -434,6 +443,11 @@ def _common_and_rare() -> list[dict[str, Any]]:
         ("Observation", "code=8480-6,8462-4"),
         ("Observation", "status=final&value-quantity=gt150"),
         ("Observation", "code=8462-4&status=amended"),  # both common, together rare: the walk gives up
+        ("Observation", "status=final&_sort=date"),
+        ("Observation", "status=final&_sort=-date"),
+        ("Observation", "code=8462-4&status=amended&_sort=-date"),
+        ("Observation", "_sort=-date"),
+        ("Observation", "value-quantity=gt50&_sort=date"),
         (None, "_type=Observation,Patient&_tag=urn:test|demo"),
         (None, "_type=Observation,Patient&_tag=urn:test|demo&_lastUpdated=gt2000-01-01"),
     ],
@@ -445,10 +459,47 @@ async def test_walking_common_criteria_pages_as_reading_them_whole(
     (lowered here, with FEW and WALK_MOST, so that 40 Observations are many). Page by page, by
     cursor, the same matches come in the same order as when every set is read whole; deleted
     resources never."""
-    from fhir_server.storage import sqlite_index
-
     await put(store, *_common_and_rare())
     await store.write([replace(_op(obs("o05")), expected_version=1, body=None, entries=(), compartments=())])
+    seen, expected = await _walked_and_whole(store, monkeypatch, resource_type, query)
+    assert seen == expected and "o05" not in seen
+    assert len(expected) >= 4
+
+
+@pytest.mark.parametrize(
+    "query", ["lifecycle-status=active&_sort=target-date", "lifecycle-status=active&_sort=-target-date"]
+)
+async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """A Goal has one target date per target: sorted by them, it takes its earliest (or, newest first,
+    its latest), and a walk by cursor meets its other dates on later pages without repeating it."""
+    goals = [
+        {
+            "resourceType": "Goal",
+            "id": f"g{i:02}",
+            "lifecycleStatus": "active",
+            "description": {"text": "walk further"},
+            "subject": {"reference": "Patient/p1"},
+            "target": [
+                {"dueDate": f"20{20 + i % 9}-0{1 + i % 8}-01"},
+                {"dueDate": f"20{31 - i % 7}-01-0{1 + i % 5}"},
+            ],
+        }
+        for i in range(30)
+    ]
+    await put(store, *goals)
+    seen, expected = await _walked_and_whole(store, monkeypatch, "Goal", query)
+    assert seen == expected and len(expected) == 30
+
+
+async def _walked_and_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str | None, query: str
+) -> tuple[list[str], list[str]]:
+    """Ids page by page (3 a page, by cursor) with SQLite's walking thresholds lowered, and the ids
+    of one whole page with them as shipped."""
+    from fhir_server.storage import sqlite_index
+
     expected = await ids(store, resource_type, f"{query}&_count=100")
     monkeypatch.setattr(sqlite_index, "FEW", 2)
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
@@ -458,12 +509,10 @@ async def test_walking_common_criteria_pages_as_reading_them_whole(
     while True:
         seen += [m.id for m in page.matches]
         if page.next_offset is None:
-            break
+            return seen, expected
         page = await find(
             store, resource_type, f"{query}&_count=3", offset=page.next_offset, after=page.cursor
         )
-    assert seen == expected and "o05" not in seen
-    assert len(expected) >= 4
 
 
 async def test_a_cursor_from_another_sort_is_refused(store: Store) -> None:
