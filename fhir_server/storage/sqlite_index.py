@@ -774,7 +774,9 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     walk, listed = False, None  # listed: how many resources a small driving set holds
     from_start = query.offset == 0 or query.after is not None
     by_date = from_start and _date_ordered(query)
-    if conn is not None and best is not None and best[0] > 0 and best[1] >= 0:
+    # `_id` and references (a patient's record, most often) are taken as selective without sizing:
+    # sizing costs ~20 us, a tenth of a patient-scoped search.
+    if conn is not None and best is not None and best[0] > 1 and best[1] >= 0:
         walkable = (not query.sort and from_start) or by_date
         best, walk, listed = _by_size(conn, drives, best, walkable=walkable)
     walk = walk or (conn is not None and best is None and by_date)
