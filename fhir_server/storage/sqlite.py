@@ -166,11 +166,11 @@ class SqliteStore:
         return {id: version for id, _, version in _resource_rows(self.reader, resource_type, ids)}
 
     async def history(self, query: HistoryQuery) -> HistoryPage:
-        return await self._in_reader(lambda conn: _history(conn, query))
+        return await self._in_reader(_in_snapshot(lambda conn: _history(conn, query)))
 
     async def search(self, query: SearchQuery) -> SearchPage:
         cursors = self._cursors
-        return await self._in_reader(lambda conn: sqlite_index.search_sql(conn, query, cursors))
+        return await self._in_reader(_in_snapshot(lambda conn: sqlite_index.search_sql(conn, query, cursors)))
 
     async def stats(self) -> StoreStats:
         def count(conn: sqlite3.Connection) -> StoreStats:
@@ -191,6 +191,21 @@ class SqliteStore:
         finally:
             if checkpointer is not None:
                 checkpointer.nudge()
+
+
+def _in_snapshot(work: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """`work`'s statements in one read transaction: for a search (sizing, page, a walk and its
+    fallback, loads, total, includes) or a history page and its total, a write committed meanwhile
+    is seen by all of them or by none."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        conn.execute("BEGIN")
+        try:
+            return work(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    return run
 
 
 def _resource_rows(

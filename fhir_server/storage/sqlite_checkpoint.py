@@ -33,10 +33,14 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.checkpoints = 0  # completed PASSIVE runs (tests and benchmarks read it)
+        self.checkpoints = 0  # PASSIVE runs that found no other checkpoint in the way (tests read it)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
+        """Connect here, so that a store which cannot be checkpointed fails to open, loudly."""
+        conn = self._connect()
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name="sqlite-checkpointer", daemon=True
+        )
         self._thread.start()
 
     def nudge(self) -> None:
@@ -44,7 +48,7 @@ class Checkpointer:
         self._wake.set()
 
     def stop(self) -> None:
-        """Run a last checkpoint, then end the thread."""
+        """End the thread after a last checkpoint (which also covers a write that raced with stop)."""
         if self._thread is None:
             return
         self._stop.set()
@@ -52,8 +56,7 @@ class Checkpointer:
         self._thread.join()
         self._thread = None
 
-    def _run(self) -> None:
-        conn = self._connect()
+    def _run(self, conn: sqlite3.Connection) -> None:
         last = 0.0
         try:
             while not self._stop.is_set():
@@ -64,12 +67,17 @@ class Checkpointer:
                 self._wake.clear()
                 self._checkpoint(conn)
                 last = time.monotonic()
+            self._checkpoint(conn)
         finally:
             conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.checkpoints += 1
+            busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
         except sqlite3.Error as error:  # locked or gone: the next write's nudge tries again
             log.warning("WAL checkpoint failed: %s", error)
+            return
+        if busy:  # another process's checkpoint was running: try again after the pause
+            self._wake.set()
+        else:
+            self.checkpoints += 1
