@@ -92,8 +92,10 @@ SCHEMA: list[str] = [
     """CREATE TABLE IF NOT EXISTS ix_date (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
         low INTEGER NOT NULL, high INTEGER NOT NULL, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_date_value ON ix_date(pid, low, high)",
-    # Newest first (`_sort=-date`) walks a date's entries by `high`, descending (_date_walked).
-    "CREATE INDEX IF NOT EXISTS ix_date_high ON ix_date(pid, high)",
+    # Newest first (`_sort=-date`) walks a date's entries by `high`, descending (_date_walked), and
+    # `ge` / `gt` read a range of `high`; with `low` too, neither looks at the table.
+    "DROP INDEX IF EXISTS ix_date_high",  # (pid, high): made by earlier builds of 2026-11-29
+    "CREATE INDEX IF NOT EXISTS ix_date_upper ON ix_date(pid, high, low)",
     """CREATE TABLE IF NOT EXISTS ix_number (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
         value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
         PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
@@ -295,8 +297,10 @@ def _range_sql(prefix: str, low: str, high: str, s_low: int, s_high: int) -> Sql
         "ne": (f"NOT {within[0]}", within[1]),
         "gt": (f"{high} > ?", [s_high]),
         "lt": (f"{low} < ?", [s_low]),
-        "ge": (f"({high} > ? OR {within[0]})", [s_high, *within[1]]),
-        "le": (f"({low} < ? OR {within[0]})", [s_low, *within[1]]),
+        # The first conjunct of ge / le follows from the rest (an entry's low < high); it lets a
+        # driving set read a range of the (pid, high, low) / (pid, low, high) index.
+        "ge": (f"({high} > ? AND ({high} > ? OR {within[0]}))", [s_low, s_high, *within[1]]),
+        "le": (f"({low} < ? AND ({low} < ? OR {within[0]}))", [s_high, s_low, *within[1]]),
         "sa": (f"{low} >= ?", [s_high]),
         "eb": (f"({low} < ? AND {high} <= ?)", [s_low, s_low]),
         "ap": (f"({low} < ? AND {high} > ?)", [s_high, s_low]),
@@ -649,7 +653,7 @@ def _rank(clause: Clause) -> float | None:
     if clause.kind == "uri" and all(isinstance(x, UriValue) and x.match != "above" for x in values):
         return 3
     if clause.kind == "date" and all(
-        isinstance(x, DateValue) and x.prefix in ("eq", "lt", "sa", "eb") for x in values
+        isinstance(x, DateValue) and x.prefix in ("eq", "lt", "le", "gt", "ge", "sa", "eb") for x in values
     ):
         return 5
     return None
@@ -956,8 +960,8 @@ def _date_walked(
     (p,) = _pids(query.resource_types, key.param)
     key_sql, key_args = _sort_expr(key, query.resource_types)
     value = "e.high" if desc else "e.low"
-    order = "e.high DESC, e.res DESC, e.n DESC" if desc else "e.low, e.high, e.res, e.n"
-    entry = "(e.high, e.res, e.n)" if desc else "(e.low, e.high, e.res, e.n)"
+    order = "e.high DESC, e.low DESC, e.res DESC, e.n DESC" if desc else "e.low, e.high, e.res, e.n"
+    entry = "(e.high, e.low, e.res, e.n)" if desc else "(e.low, e.high, e.res, e.n)"
     start: Sql = _TRUE if after is None else (f"{value} {'<=' if desc else '>='} ?", [after[0]])
     ahead = f"SELECT {entry[1:-1]} FROM ix_date e WHERE e.pid = ? AND {start[0]} ORDER BY {order}"
     edge = conn.execute(f"{ahead} LIMIT 1 OFFSET ?", [p, *start[1], WALK_MOST - 1]).fetchone()
