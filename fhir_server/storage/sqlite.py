@@ -111,11 +111,17 @@ class SqliteStore:
             self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
             key = self._writer.execute("SELECT value FROM store_meta WHERE name = 'cursor-key'").fetchone()[0]
         self._cursors = CursorSealer(bytes(key))
+        checkpointer = Checkpointer(self._connect, interval=self._checkpoint_every)
+        try:
+            checkpointer.start()  # before the pools: when it cannot connect, only the writer is open
+        except BaseException:
+            self._writer.close()
+            self._writer = None
+            raise
+        self._checkpointer = checkpointer
         self._reader = self._connect()
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
-        self._checkpointer = Checkpointer(self._connect, interval=self._checkpoint_every)
-        self._checkpointer.start()
 
     async def close(self) -> None:
         for pool in (self._write_pool, self._read_pool):
@@ -203,7 +209,8 @@ def _in_snapshot(work: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.C
         try:
             return work(conn)
         finally:
-            conn.execute("COMMIT")
+            if conn.in_transaction:  # (an error SQLite rolled back itself has ended it already)
+                conn.execute("COMMIT")
 
     return run
 

@@ -288,6 +288,18 @@ def _value_sql(kind: str, value: Value, col: Col) -> Sql:
     raise TypeError(f"no condition for {kind} value {value!r}")
 
 
+def _driving_conditions(kind: str, value: Value) -> list[Sql]:
+    """`_value_sql` as one or more conditions that each read one index range. A date `ge` is
+    "ends after the search range, or lies within it": as one OR it reads every entry of the
+    parameter; as two selects, a range of `high` and a range of `low` (the two never both hold)."""
+    if isinstance(value, DateValue) and value.prefix == "ge":
+        return [
+            ("e.high > ?", [value.high]),
+            ("(e.low >= ? AND e.low < ? AND e.high <= ?)", [value.low, value.high, value.high]),
+        ]
+    return [_value_sql(kind, value, _plain("e"))]
+
+
 def _range_sql(prefix: str, low: str, high: str, s_low: int, s_high: int) -> Sql:
     """The spec's range comparisons: entry [low, high) against search [s_low, s_high)."""
     # `low < s_high` in eq and `low < s_low` in eb are implied (low < high); they bound index scans.
@@ -297,9 +309,9 @@ def _range_sql(prefix: str, low: str, high: str, s_low: int, s_high: int) -> Sql
         "ne": (f"NOT {within[0]}", within[1]),
         "gt": (f"{high} > ?", [s_high]),
         "lt": (f"{low} < ?", [s_low]),
-        # The first conjunct of ge / le follows from the rest (an entry's low < high); it lets a
-        # driving set read a range of the (pid, high, low) / (pid, low, high) index.
-        "ge": (f"({high} > ? AND ({high} > ? OR {within[0]}))", [s_low, s_high, *within[1]]),
+        "ge": (f"({high} > ? OR {within[0]})", [s_high, *within[1]]),
+        # The first conjunct follows from the rest (s_low < s_high); it lets a driving set read a
+        # range of the (pid, low, high) index. (ge is split in two for that: see driving_set.)
         "le": (f"({low} < ? AND ({low} < ? OR {within[0]}))", [s_high, s_low, *within[1]]),
         "sa": (f"{low} >= ?", [s_high]),
         "eb": (f"({low} < ? AND {high} <= ?)", [s_low, s_low]),
@@ -535,10 +547,10 @@ class _Builder:
         pid_sql, pid_args = _in("e.pid", _pids(types, crit.param))
         selects = []
         for value in crit.values:
-            cond = _value_sql(crit.kind, value, _plain("e"))
-            selects.append(
-                (f"SELECT e.res FROM {table} e WHERE {pid_sql} AND {cond[0]}", [*pid_args, *cond[1]])
-            )
+            for cond in _driving_conditions(crit.kind, value):
+                selects.append(
+                    (f"SELECT e.res FROM {table} e WHERE {pid_sql} AND {cond[0]}", [*pid_args, *cond[1]])
+                )
         return rank, (" UNION ALL ".join(s[0] for s in selects), [a for s in selects for a in s[1]])
 
     def _id_set(self, clause: Clause, types: Sequence[str]) -> tuple[float, Sql] | None:

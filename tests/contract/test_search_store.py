@@ -180,6 +180,24 @@ async def test_periods_with_open_ends(store: Store) -> None:
     assert await ids(store, "Observation", "date=eb2026") == ["no-start"]
 
 
+async def test_ge_and_le_on_periods_that_end_before_they_start(store: Store) -> None:
+    """Nothing stops a Period whose end precedes its start (FHIR's per-1 is not enforced): `ge` and
+    `le` judge it by the same rule as every entry, whichever way the store reads them (alone, `ge`
+    drives the search through two index ranges; beside another criterion it may be a probe)."""
+    await put(
+        store,
+        obs("inverted", effectivePeriod={"start": "2026-03-15T10:00:00Z", "end": "2026-03-01"}),
+        obs("one-day", effectivePeriod={"start": "2026-03-16", "end": "2026-03-15"}),
+        obs("march", effectivePeriod={"start": "2026-03-01", "end": "2026-03-31"}),
+        obs("before", effectiveDateTime="2026-02-01"),
+    )
+    assert await ids(store, "Observation", "date=ge2026-03-15") == ["inverted", "march"]
+    assert await ids(store, "Observation", "date=ge2026-03-16") == ["one-day", "march"]
+    assert await ids(store, "Observation", "date=ge2026-03-16&code=8480-6") == ["one-day", "march"]
+    assert await ids(store, "Observation", "date=le2026-03-15") == ["inverted", "march", "before"]
+    assert await ids(store, "Observation", "date=le2026-03-01") == ["before"]
+
+
 async def test_date_ap(store: Store) -> None:
     """`ap`: within 10% of the distance from now (at least a day)."""
     await put(store, obs("near", effectiveDateTime="2000-01-10"), obs("far", effectiveDateTime="1960-01-01"))
