@@ -5,9 +5,10 @@ current-version pointer, compartments and search-index entries commit together o
 The version check happens inside that transaction, so two racing writers based on the same version
 cannot both win, whether they are tasks in one process or uvicorn workers sharing the file.
 
-Point reads run inline on a dedicated read connection: a primary-key lookup costs microseconds,
-less than a hop to a thread. Writes run on one writer thread; searches on a small pool of reader
-threads, each with its own connection (WAL lets readers run beside the writer).
+Point reads, and searches while they take under INLINE_SECONDS, run inline on a dedicated read
+connection: most cost less than a hop to a thread and back. A longer search is stopped and run again
+on one of a small pool of reader threads, each with its own connection (WAL lets readers run beside
+the writer). Writes run on one writer thread.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _MMAP_REQUEST = 1 << 40  # SQLite lowers it to its own limit
+INLINE_SECONDS = 0.002  # a search may run this long on the event loop before a reader thread takes it
 _IN_LIMIT = 500  # ids bound in one `IN (...)`: well under SQLite's limit on host parameters
 
 CORE_SCHEMA = [
@@ -176,7 +179,12 @@ class SqliteStore:
 
     async def search(self, query: SearchQuery) -> SearchPage:
         cursors = self._cursors
-        return await self._in_reader(_in_snapshot(lambda conn: sqlite_index.search_sql(conn, query, cursors)))
+        work = _in_snapshot(lambda conn: sqlite_index.search_sql(conn, query, cursors))
+        # Most searches take a fraction of a millisecond: on the event loop's own connection they
+        # skip the hop to a reader thread and back (~0.13 ms at the median, ~0.25 ms at p95). One
+        # that runs past INLINE_SECONDS is stopped and run again on a reader thread.
+        page = _unless_slow(self.reader, work, INLINE_SECONDS)
+        return page if page is not None else await self._in_reader(work)
 
     async def stats(self) -> StoreStats:
         def count(conn: sqlite3.Connection) -> StoreStats:
@@ -197,6 +205,29 @@ class SqliteStore:
         finally:
             if checkpointer is not None:
                 checkpointer.nudge()
+
+
+def _unless_slow(
+    conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], seconds: float
+) -> T | None:
+    """`work(conn)`, or None when its SQL ran past `seconds` and SQLite was made to stop it."""
+    deadline = time.perf_counter() + seconds
+    stopped = False
+
+    def check() -> int:
+        nonlocal stopped
+        stopped = time.perf_counter() > deadline
+        return int(stopped)
+
+    conn.set_progress_handler(check, 1000)  # every 1,000 virtual-machine steps: ~15-100 us
+    try:
+        return work(conn)
+    except sqlite3.OperationalError:
+        if stopped:
+            return None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def _in_snapshot(work: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:

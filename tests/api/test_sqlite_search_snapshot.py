@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server.storage import sqlite as sqlite_module
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.sqlite import SqliteStore
 from tests.contract.test_search_store import _op, find, obs
@@ -39,6 +40,9 @@ async def test_a_write_committed_mid_search_is_not_half_seen(
         monkeypatch.setattr(sqlite_index, "FEW", 2)
         monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
         monkeypatch.setattr(sqlite_index, "WALK_MOST", 6)
+        # Kept on the event loop whatever the write costs (past the budget it would start again,
+        # afresh, on a reader thread, and see the write whole).
+        monkeypatch.setattr(sqlite_module, "INLINE_SECONDS", 60.0)
         finish = sqlite_index._keyset_sql
         moved: list[bool] = []
 
@@ -59,5 +63,34 @@ async def test_a_write_committed_mid_search_is_not_half_seen(
         found = [m.id for m in page.matches]
         assert moved, "the walk did not need its second query"
         assert found == ["o00", "o20", "o04", "o24", "o08", "o28", "o12", "o32", "o16", "o36"]
+    finally:
+        await store.close()
+
+
+async def test_a_search_past_the_inline_budget_is_answered_from_a_reader_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches start on the event loop's connection; SQLite stops one that runs too long, and a
+    reader thread answers it in full. With no budget at all, every search that takes more than a
+    few steps moves, and the answers are the same."""
+    store = SqliteStore(tmp_path / "fhir.sqlite3")
+    await store.open()
+    try:
+        await store.write([_op(obs(f"o{i:03}", status="final" if i % 3 else "amended")) for i in range(300)])
+        query = "status=final&_sort=-_id&_count=500&_total=accurate"
+        inline = await find(store, "Observation", query)
+        moved: list[bool] = []
+        in_reader = store._in_reader
+
+        async def counted(work: Any) -> Any:
+            moved.append(True)
+            return await in_reader(work)
+
+        monkeypatch.setattr(store, "_in_reader", counted)
+        monkeypatch.setattr(sqlite_module, "INLINE_SECONDS", 0.0)
+        threaded = await find(store, "Observation", query)
+        assert moved == [True]
+        assert [m.id for m in threaded.matches] == [m.id for m in inline.matches]
+        assert threaded.total == inline.total == 200
     finally:
         await store.close()
