@@ -228,6 +228,8 @@ def _unless_slow(
         raise
     finally:
         conn.set_progress_handler(None, 0)
+        if conn.in_transaction:  # a read transaction whose COMMIT the handler stopped: end it now
+            conn.execute("COMMIT")
 
 
 def _in_snapshot(work: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:

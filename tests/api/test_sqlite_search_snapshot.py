@@ -90,6 +90,7 @@ async def test_a_search_past_the_inline_budget_is_answered_from_a_reader_thread(
         monkeypatch.setattr(sqlite_module, "INLINE_SECONDS", 0.0)
         threaded = await find(store, "Observation", query)
         assert moved == [True]
+        assert not store.reader.in_transaction  # the stopped search left no snapshot open behind it
         assert [m.id for m in threaded.matches] == [m.id for m in inline.matches]
         assert threaded.total == inline.total == 200
     finally:
