@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _MMAP_REQUEST = 1 << 40  # SQLite lowers it to its own limit
+# Reading the store once through the search connection on opening (_prewarm): not past this long,
+# and not at all for a file much larger than SQLite maps (2 GB in common builds).
+PREWARM_SECONDS = 3.0
+PREWARM_MAX_BYTES = 4 << 30
 INLINE_SECONDS = 0.002  # a search may run this long on the event loop before a reader thread takes it
 _IN_LIMIT = 500  # ids bound in one `IN (...)`: well under SQLite's limit on host parameters
 
@@ -70,13 +74,21 @@ class SqliteStore:
     """Implements `fhir_server.storage.port.Store` on one SQLite file."""
 
     def __init__(
-        self, path: Path, *, synchronous: str = "NORMAL", readers: int = 2, checkpoint_every: float = 0.2
+        self,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 2,
+        checkpoint_every: float = 0.2,
+        prewarm: bool = True,
     ) -> None:
         # synchronous=NORMAL in WAL mode: a committed write survives a crash of the process (kill -9);
         # FULL adds an fsync per commit and survives power loss too. `checkpoint_every`: seconds
-        # between WAL checkpoints while writes go on (see sqlite_checkpoint).
+        # between WAL checkpoints while writes go on (see sqlite_checkpoint). `prewarm`: read every
+        # table and index once through the event loop's connection on opening (see _prewarm).
         self.path = Path(path)
         self._checkpoint_every = checkpoint_every
+        self._prewarm = prewarm
         self._synchronous = synchronous
         self._readers = readers
         self._writer: sqlite3.Connection | None = None
@@ -123,6 +135,9 @@ class SqliteStore:
             raise
         self._checkpointer = checkpointer
         self._reader = self._connect()
+        if self._prewarm and self.path.stat().st_size <= PREWARM_MAX_BYTES:
+            reader = self._reader
+            await asyncio.get_running_loop().run_in_executor(None, lambda: _prewarm(reader, PREWARM_SECONDS))
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
 
@@ -205,6 +220,27 @@ class SqliteStore:
         finally:
             if checkpointer is not None:
                 checkpointer.nudge()
+
+
+def _prewarm(conn: sqlite3.Connection, seconds: float) -> None:
+    """Read every table and index once through `conn`. SQLite maps the file, and a process meets
+    each page of the map for the first time through a page fault: without this, a server just
+    started pays them on its first searches (a patient's letters at 1M, p95 in the store: ~0.46 ms
+    the first time in a process, ~0.2 ms after). It costs ~0.9 s at 1M resources when the OS has
+    the file cached. Each count is one step inside SQLite, so the time is checked between them."""
+    deadline = time.perf_counter() + seconds
+    objects = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('table', 'index')"
+    )
+    for kind, name, table, sql in objects.fetchall():
+        if time.perf_counter() > deadline:
+            return
+        if kind == "table":
+            source = f'"{name}" NOT INDEXED'
+        else:  # a partial index serves only a count under its own condition
+            where = f" WHERE {sql.split(' WHERE ', 1)[1]}" if sql and " WHERE " in sql else ""
+            source = f'"{table}" INDEXED BY "{name}"{where}'
+        conn.execute(f"SELECT count(*) FROM {source}").fetchone()
 
 
 def _unless_slow(
