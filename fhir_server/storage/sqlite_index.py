@@ -1000,16 +1000,14 @@ def _date_walked(
         # Walked to the edge, or to the end (then only resources without the key are left).
         last = edge[0] if edge else None
         found = [f for f in found if last is None or f[0] != last]  # ties at the edge may go on
-        found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
-        done = [(res, k) for k, res in found[:want]]
-        if len(done) < want:
-            position: Position | None = (done[-1][1], done[-1][0]) if done else after
-            rest = replace(query, count=want - len(done) - 1)
-            sql, args = _page_sql(plan, rest) if position is None else _keyset_sql(plan, rest, position)
-            done += conn.execute(sql, args).fetchall()
-        return done
     found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
-    return [(res, k) for k, res in found[:want]]
+    done = [(res, k) for k, res in found[:want]]
+    if len(done) < want:  # only after a walk to the edge or the end: a full page stopped early
+        position: Position | None = (done[-1][1], done[-1][0]) if done else after
+        rest = replace(query, count=want - len(done) - 1)
+        sql, args = _page_sql(plan, rest) if position is None else _keyset_sql(plan, rest, position)
+        done += conn.execute(sql, args).fetchall()
+    return done
 
 
 def _beyond(match: tuple[int, int], after: Position | None, desc: bool) -> bool:
@@ -1098,10 +1096,7 @@ def _total(
     rows, args = plan.counted or (f"SELECT 1 FROM resource r WHERE {plan.where}", plan.args)
     if query.total != "bounded":
         return int(conn.execute(f"SELECT count(*) FROM ({rows})", args).fetchone()[0])
-    # Stop counting past the cap: a total beyond it is not reported.
-    counted = int(
-        conn.execute(f"SELECT count(*) FROM ({rows} LIMIT ?)", [*args, query.total_cap + 1]).fetchone()[0]
-    )
+    counted = _entries_upto(conn, (rows, args), query.total_cap + 1)  # past the cap, no total
     return counted if counted <= query.total_cap else None
 
 
