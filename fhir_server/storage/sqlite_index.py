@@ -78,6 +78,9 @@ MAX_ITERATIONS = 4
 WALK_FROM = 5_000
 WALK_MOST = 10_000  # resources a walk probes before reading the driving set after all
 FEW = 500  # a driving set under this many entries is taken without sizing the others
+# Pages by `_offset` (a `previous` link, or a client that counts) walk too while the matches before
+# and on the page are at most this many; deeper ones read the driving set, as a walk would give up.
+WALK_OFFSET_MOST = 1_000
 _MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35)  # `AS MATERIALIZED` is understood from 3.35
 # Parameters answered from the resource table itself, so their entries are not stored twice.
 _RESOURCE_COLUMNS = {"_id", "_lastUpdated"}
@@ -788,12 +791,12 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         drives.append((1.4, -2, _compartment_set(sorted(reach))))
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
     walk, listed = False, None  # listed: how many resources a small driving set holds
-    from_start = query.offset == 0 or query.after is not None
-    by_date = from_start and _date_ordered(query)
+    near_start = query.after is not None or query.offset + query.count < WALK_OFFSET_MOST  # a walk reaches it
+    by_date = near_start and _date_ordered(query)
     # `_id` and references (a patient's record, most often) are taken as selective without sizing:
     # sizing costs ~20 us, a tenth of a patient-scoped search.
     if conn is not None and best is not None and best[0] > 1 and best[1] >= 0:
-        walkable = (not query.sort and from_start) or by_date
+        walkable = (not query.sort and near_start) or by_date
         best, walk, listed = _by_size(conn, drives, best, walkable=walkable)
     walk = walk or (conn is not None and best is None and by_date)
     counted = _index_matches(query, best[2] if best else None)
@@ -928,12 +931,18 @@ def _page_rows(
     """The page's rows, `count + 1` at most: (res, sort key values...)."""
     if query.count == 0:
         return []
+    date_walk = plan.date_walk if after is None or after[0] is not None else None
+    if plan.walk is None and date_walk is None:
+        sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
+        return list(conn.execute(sql, args))
+    # A walk reads from the start, or from the cursor (which replaces the offset): the offset's
+    # matches are found, then dropped.
+    skip = query.offset if after is None else 0
+    from_start = replace(query, count=skip + query.count, offset=0)
     if plan.walk is not None:
-        return _walked(conn, plan, plan.walk, query, 0 if after is None else after[-1])
-    if plan.date_walk is not None and (after is None or after[0] is not None):
-        return _date_walked(conn, plan, plan.date_walk, query, after)
-    sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
-    return list(conn.execute(sql, args))
+        return _walked(conn, plan, plan.walk, from_start, 0 if after is None else after[-1])[skip:]
+    assert date_walk is not None
+    return _date_walked(conn, plan, date_walk, from_start, after)[skip:]
 
 
 def _walked(

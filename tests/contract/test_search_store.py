@@ -479,8 +479,9 @@ async def test_walking_common_criteria_pages_as_reading_them_whole(
     resources never."""
     await put(store, *_common_and_rare())
     await store.write([replace(_op(obs("o05")), expected_version=1, body=None, entries=(), compartments=())])
-    seen, expected = await _walked_and_whole(store, monkeypatch, resource_type, query)
-    assert seen == expected and "o05" not in seen
+    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, resource_type, query)
+    assert by_cursor == expected and "o05" not in by_cursor
+    assert by_offset == expected
     assert len(expected) >= 4
 
 
@@ -507,30 +508,41 @@ async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
         for i in range(30)
     ]
     await put(store, *goals)
-    seen, expected = await _walked_and_whole(store, monkeypatch, "Goal", query)
-    assert seen == expected and len(expected) == 30
+    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Goal", query)
+    assert by_cursor == expected == by_offset and len(expected) == 30
 
 
 async def _walked_and_whole(
     store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str | None, query: str
-) -> tuple[list[str], list[str]]:
-    """Ids page by page (3 a page, by cursor) with SQLite's walking thresholds lowered, and the ids
-    of one whole page with them as shipped."""
+) -> tuple[list[str], list[str], list[str]]:
+    """Ids page by page (3 a page) with SQLite's walking thresholds lowered, by cursor and by
+    offset (which walks up to WALK_OFFSET_MOST, lowered too, so that later pages read the driving
+    set instead), and the ids of one whole page with them as shipped."""
     from fhir_server.storage import sqlite_index
 
     expected = await ids(store, resource_type, f"{query}&_count=100")
     monkeypatch.setattr(sqlite_index, "FEW", 2)
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
     monkeypatch.setattr(sqlite_index, "WALK_MOST", 6)
+    monkeypatch.setattr(sqlite_index, "WALK_OFFSET_MOST", 10)
+    return (
+        await _paged(store, resource_type, query, len(expected), cursor=True),
+        await _paged(store, resource_type, query, len(expected), cursor=False),
+        expected,
+    )
+
+
+async def _paged(
+    store: Store, resource_type: str | None, query: str, most: int, *, cursor: bool
+) -> list[str]:
     seen: list[str] = []
     page = await find(store, resource_type, f"{query}&_count=3")
-    for _ in range(len(expected) + 2):  # a page that repeats itself must not loop forever
+    for _ in range(most + 2):  # a page that repeats itself must not loop forever
         seen += [m.id for m in page.matches]
         if page.next_offset is None:
-            return seen, expected
-        page = await find(
-            store, resource_type, f"{query}&_count=3", offset=page.next_offset, after=page.cursor
-        )
+            return seen
+        after = page.cursor if cursor else None
+        page = await find(store, resource_type, f"{query}&_count=3", offset=page.next_offset, after=after)
     raise AssertionError(f"paging did not end; seen so far: {seen}")
 
 

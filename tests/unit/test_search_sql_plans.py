@@ -75,14 +75,30 @@ def test_next_pages_by_cursor_never_scan_the_store(
         ("Observation", "status=final&value-quantity=gt100"),
     ],
 )
+@pytest.mark.parametrize("offset", [0, 40])
 def test_a_walk_follows_the_type_in_order_and_sorts_nothing(
-    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, resource_type: str, query: str
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, resource_type: str, query: str, offset: int
 ) -> None:
     """When every driving set is large (here: from 0 entries), the page walks the type's own index
-    in `res` order and stops at the page's end: no temporary b-tree, no driving set read whole."""
+    in `res` order and stops at the page's end: no temporary b-tree, no driving set read whole.
+    A page by `_offset` (as a `previous` link gives) walks too, from the start."""
     monkeypatch.setattr(sqlite_index, "FEW", 0)
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
     params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
-    plan = sqlite_index.explain(conn, parse_search(resource_type, params).query)
+    plan = sqlite_index.explain(conn, replace(parse_search(resource_type, params).query, offset=offset))
     assert plan[0].startswith("SEARCH r USING INDEX resource_type (type=? AND rowid>? AND rowid<?)"), plan
     assert not [step for step in plan if "TEMP B-TREE" in step or "LIST SUBQUERY" in step], plan
+
+
+def test_a_deep_offset_reads_the_driving_set(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past WALK_OFFSET_MOST matches a walk would mostly give up: the page reads the driving set."""
+    monkeypatch.setattr(sqlite_index, "FEW", 0)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
+    query = parse_search("Observation", [("status", "final")]).query
+    deep = replace(query, offset=sqlite_index.WALK_OFFSET_MOST)
+    assert sqlite_index.explain(conn, replace(query, offset=40))[0].startswith(
+        "SEARCH r USING INDEX resource_type"
+    )
+    assert not sqlite_index.explain(conn, deep)[0].startswith("SEARCH r USING INDEX resource_type")
