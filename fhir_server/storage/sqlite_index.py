@@ -510,11 +510,13 @@ class _Builder:
     def _chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
         f, t = self.alias("f"), self.alias("t")
         pid_sql, pid_args = _in(f"{f}.pid", _pids(types, chain.param))
-        type_sql, type_args = _in(f"{t}.type", chain.target_types)
+        type_sql, type_args = _in(f"+{t}.type", chain.target_types)
         inner = self.exists(chain.inner, chain.target_types, t)
         access = self.access_sql(t)
+        # CROSS JOIN and `+`: from this resource's own references to each target by its (type, id),
+        # never the other way round (through every resource of the target type).
         sql = (
-            f"EXISTS (SELECT 1 FROM ix_ref {f} JOIN resource {t} ON {t}.type = {f}.target_type"
+            f"EXISTS (SELECT 1 FROM ix_ref {f} CROSS JOIN resource {t} ON {t}.type = {f}.target_type"
             f" AND {t}.id = {f}.target_id WHERE {f}.res = {r}.res AND {pid_sql} AND {type_sql}"
             f" AND {t}.deleted = 0 AND {inner[0]} AND {access[0]})"
         )
@@ -524,10 +526,10 @@ class _Builder:
         f, s = self.alias("f"), self.alias("s")
         inner = self.exists(has.inner, (has.source_type,), s)
         access = self.access_sql(s)
-        sql = (
-            f"EXISTS (SELECT 1 FROM ix_ref {f} JOIN resource {s} ON {s}.res = {f}.res"
+        sql = (  # as in _chain_exists: from the references to this resource, never from the type
+            f"EXISTS (SELECT 1 FROM ix_ref {f} CROSS JOIN resource {s} ON {s}.res = {f}.res"
             f" WHERE {f}.target_id = {r}.id AND {f}.target_type = {r}.type AND {f}.pid = ?"
-            f" AND {s}.type = ? AND {s}.deleted = 0 AND {inner[0]} AND {access[0]})"
+            f" AND +{s}.type = ? AND {s}.deleted = 0 AND {inner[0]} AND {access[0]})"
         )
         return sql, [pid(has.source_type, has.param), has.source_type, *inner[1], *access[1]]
 
