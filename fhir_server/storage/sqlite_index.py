@@ -574,12 +574,14 @@ class _Builder:
         pid_sql, pid_args = _in(f"{f}.pid", _pids(types, chain.param))
         type_sql, type_args = _in(f"+{t}.type", chain.target_types)
         access = self.access_sql(t)
+        # The inner set as a subquery in FROM, not `IN (...)`: its rows then stream, so sizing the
+        # set (LIMIT n) stops early instead of first reading the inner set whole.
         sql = (
-            f"SELECT {f}.res FROM resource {t} CROSS JOIN ix_ref {f} ON {f}.target_id = {t}.id"
-            f" AND {f}.target_type = {t}.type AND {pid_sql} WHERE {t}.res IN ({inner[1][0]})"
-            f" AND {type_sql} AND {t}.deleted = 0 AND {access[0]}"
+            f"SELECT {f}.res FROM ({inner[1][0]}) {t}_in CROSS JOIN resource {t} ON {t}.res = {t}_in.res"
+            f" CROSS JOIN ix_ref {f} ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type AND {pid_sql}"
+            f" WHERE {type_sql} AND {t}.deleted = 0 AND {access[0]}"
         )
-        return inner[0] + 0.5, (sql, [*pid_args, *inner[1][1], *type_args, *access[1]])
+        return inner[0] + 0.5, (sql, [*inner[1][1], *pid_args, *type_args, *access[1]])
 
     def _has_set(self, has: HasClause) -> tuple[float, Sql] | None:
         inner = self.driving_set(has.inner, (has.source_type,))
@@ -587,12 +589,13 @@ class _Builder:
             return None
         s, f, t = self.alias("s"), self.alias("f"), self.alias("t")
         access = self.access_sql(s)
-        sql = (
-            f"SELECT {t}.res FROM resource {s} CROSS JOIN ix_ref {f} ON {f}.res = {s}.res AND {f}.pid = ?"
+        sql = (  # the inner set in FROM, as in _chain_set
+            f"SELECT {t}.res FROM ({inner[1][0]}) {s}_in CROSS JOIN resource {s} ON {s}.res = {s}_in.res"
+            f" CROSS JOIN ix_ref {f} ON {f}.res = {s}.res AND {f}.pid = ?"
             f" CROSS JOIN resource {t} ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id"
-            f" WHERE {s}.res IN ({inner[1][0]}) AND +{s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
+            f" WHERE +{s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
         )
-        args = [pid(has.source_type, has.param), *inner[1][1], has.source_type, *access[1]]
+        args = [*inner[1][1], pid(has.source_type, has.param), has.source_type, *access[1]]
         return inner[0] + 0.5, (sql, args)
 
     # -- access ----------------------------------------------------------------------------------

@@ -126,3 +126,28 @@ def test_chains_and_has_probed_per_resource_never_read_a_whole_type(
     plan = sqlite_index.explain(conn, parse_search(resource_type, params).query)
     assert plan[0].startswith("SEARCH r USING INDEX resource_type (type=? AND rowid>? AND rowid<?)"), plan
     assert not [step for step in plan[1:] if "resource_type" in step or step.startswith("SCAN")], plan
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "param", "value"),
+    [
+        ("Observation", "subject:Patient.name", "smith"),
+        ("Observation", "subject.organization.name", "leeds"),
+        ("Patient", "_has:Observation:patient:code", "8480-6"),
+        ("Patient", "_has:Observation:patient:code", "8480-6,8462-4"),
+    ],
+)
+def test_chain_and_has_sets_stream_so_sizing_them_stops_early(
+    conn: sqlite3.Connection, resource_type: str, param: str, value: str
+) -> None:
+    """Sizing a driving set reads at most n of its rows (LIMIT n). A chain's or `_has`'s inner set
+    is read as the rows are wanted, not gathered whole first into a LIST SUBQUERY (every systolic
+    reading's patient at 1M: ~120 ms before the first row)."""
+    query = parse_search(resource_type, [(param, value)]).query
+    found = sqlite_index._Builder(None).driving_set(query.criteria[0], query.resource_types)
+    assert found is not None
+    sql, args = found[1]
+    explained = conn.execute(f"EXPLAIN QUERY PLAN SELECT count(*) FROM ({sql} LIMIT ?)", [*args, 500])
+    plan = [str(row[3]) for row in explained]
+    assert not [step for step in plan if "LIST SUBQUERY" in step or "TEMP B-TREE" in step], plan
+    assert not [step for step in plan if step.startswith("SCAN") and "subquery" not in step], plan
