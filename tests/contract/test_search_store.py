@@ -575,6 +575,28 @@ async def test_an_unasked_total_is_counted_only_up_to_the_cap(store: Store) -> N
     assert (await find(store, "Patient", "_count=2&_total=estimate", total_cap=6)).total == 7
 
 
+async def test_a_search_that_walks_its_criteria_reports_no_unasked_total(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite walks the type when every criterion's driving set is large (thresholds lowered here, so
+    that 6 are many): then it reports no total unless one is asked for, as counting would probe the
+    matches one by one. `_total=accurate` counts; a walk with no criteria (the type's own) counts
+    too, cheaply. The other adapters count as ever."""
+    from fhir_server.storage import sqlite_index
+
+    monkeypatch.setattr(sqlite_index, "FEW", 2)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
+    await put(
+        store, *(patient(f"p{i}") for i in range(6)), *(obs(f"o{i}", f"p{i}", code="A") for i in range(6))
+    )
+    walked = await find(store, "Patient", "_has:Observation:patient:code=A&_count=2")
+    asked = await find(store, "Patient", "_has:Observation:patient:code=A&_count=2&_total=accurate")
+    whole_type = await find(store, "Observation", "_sort=date&_count=2")
+    assert len(walked.matches) == 2 and walked.next_offset == 2
+    assert asked.total == 6 and whole_type.total == 6
+    assert walked.total == (None if type(store).__name__ == "SqliteStore" else 6)
+
+
 async def test_deleted_and_replaced_resources(store: Store) -> None:
     """A tombstone matches nothing; an update's old values no longer match."""
     await put(store, patient("p1", "Smith"), patient("p2", "Smith"))
