@@ -102,8 +102,11 @@ def parse_date(raw: str, now_us: int | None = None) -> DateValue:
 
 
 def _approximately_date(low: int, high: int, now_us: int | None) -> tuple[int, int]:
-    """The spec's recommended `ap` for dates: widen by 10% of the gap to now (at least a day)."""
+    """The spec's recommended `ap` for dates: widen by 10% of the gap to now (at least a day). Now
+    is taken as today's start (UTC): the same search reads the same all day, so its paging cursors
+    (bound to its criteria) hold from one page to the next."""
     now = now_us if now_us is not None else int(time.time() * 1_000_000)
+    now -= now % _DAY_US
     margin = max(abs(now - low) // 10, _DAY_US)
     return low - margin, high + margin
 

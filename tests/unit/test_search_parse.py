@@ -130,6 +130,14 @@ def test_date_ap_widens_by_a_tenth_of_the_distance_to_now() -> None:
     assert value == DateValue("ap", us("2016-01-01") - gap, us("2016-01-02") + gap)
 
 
+def test_date_ap_reads_the_same_all_day() -> None:
+    """Its width is measured from today's start, so one search's cursor holds across its pages."""
+    morning = v.parse_date("ap2016-01-01", now_us=us("2026-01-01T00:00:01Z"))
+    evening = v.parse_date("ap2016-01-01", now_us=us("2026-01-01T23:59:59Z"))
+    assert morning == evening == v.parse_date("ap2016-01-01", now_us=us("2026-01-01"))
+    assert v.parse_date("ap2016-01-01", now_us=us("2026-01-02")) != morning
+
+
 def test_reference_forms() -> None:
     def ref(query: str) -> object:
         clause = only("Observation", query)
