@@ -122,6 +122,7 @@ class SqliteStore:
         with _transaction(self._writer):
             for statement in [*CORE_SCHEMA, *sqlite_index.SCHEMA]:
                 self._writer.execute(statement)
+            sqlite_index.fill_date_spans(self._writer)
             # The key that seals paging cursors: made once, then the same for every process.
             self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
             key = self._writer.execute("SELECT value FROM store_meta WHERE name = 'cursor-key'").fetchone()[0]

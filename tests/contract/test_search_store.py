@@ -486,7 +486,14 @@ async def test_walking_common_criteria_pages_as_reading_them_whole(
 
 
 @pytest.mark.parametrize(
-    "query", ["lifecycle-status=active&_sort=target-date", "lifecycle-status=active&_sort=-target-date"]
+    "query",
+    [
+        "lifecycle-status=active&_sort=target-date",
+        "lifecycle-status=active&_sort=-target-date",
+        # Two dates a Goal: the bounds a clause gives (see the test above) must not start the walk.
+        "target-date=ge2029-01-01&_sort=target-date",
+        "target-date=le2022-06-01&_sort=-target-date",
+    ],
 )
 async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
     store: Store, monkeypatch: pytest.MonkeyPatch, query: str
@@ -501,7 +508,8 @@ async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
             "description": {"text": "walk further"},
             "subject": {"reference": "Patient/p1"},
             "target": [
-                {"dueDate": f"20{20 + i % 9}-0{1 + i % 8}-01"},
+                # Every fifth Goal: both dates late (sorted first among those after 2029 that match).
+                {"dueDate": f"20{20 + i % 9 + 11 * (i % 5 == 0)}-0{1 + i % 8}-01"},
                 {"dueDate": f"20{31 - i % 7}-01-0{1 + i % 5}"},
             ],
         }
@@ -509,7 +517,61 @@ async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
     ]
     await put(store, *goals)
     by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Goal", query)
-    assert by_cursor == expected == by_offset and len(expected) == 30
+    assert by_cursor == expected == by_offset and len(expected) >= 4
+
+
+def _encounters(open_end: bool) -> list[dict[str, Any]]:
+    """Encounters whose periods (one each) last from an hour to a week, some across 2026-06-01, and
+    with `open_end` one still going on (no end: then no width bounds the parameter's entries)."""
+    made = []
+    for i in range(36):
+        start = datetime(2026, 5, 10, tzinfo=UTC) + timedelta(days=i, hours=i % 5)
+        end = start + timedelta(hours=1 + (i % 4) * 56)
+        period = (
+            {"start": start.isoformat()}
+            if open_end and i == 7
+            else {"start": start.isoformat(), "end": end.isoformat()}
+        )
+        made.append({"resourceType": "Encounter", "id": f"e{i:02}", "status": "finished",
+                     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                     "period": period})  # fmt: skip
+    return made
+
+
+@pytest.mark.parametrize("open_end", [False, True])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "date=ge2026-06-01&_sort=date",
+        "date=gt2026-06-01&_sort=date",
+        "date=ap2026-06&_sort=date",
+        "date=sa2026-06-01&_sort=date",
+        "date=2026-06&_sort=date",
+        "date=ge2026-05-20&date=lt2026-06-05&_sort=date",
+        "date=ge2026-05-20&date=lt2026-06-05",
+        "date=ge2026-05-12,ge2026-06-10&date=le2026-06-12&_sort=date",
+        "date=le2026-06-03&_sort=-date",
+        "date=lt2026-06-03&_sort=-date",
+        "date=eb2026-06-03&_sort=-date",
+        "date=ge2026-05-20&date=le2026-06-05&_sort=-date",
+    ],
+)
+async def test_date_bounds_narrow_walks_and_windows_without_losing_matches(
+    store: Store, monkeypatch: pytest.MonkeyPatch, open_end: bool, query: str
+) -> None:
+    """SQLite starts a date walk, and narrows a date criterion's driving set, at the bounds that all
+    the clauses on the parameter imply, for a parameter whose resources have one entry each, given
+    its widest entry (a Period across the bound starts before it). Paged by cursor and by offset,
+    with the walking thresholds lowered, the matches are those found with the bounds unused."""
+    from fhir_server.storage import sqlite_index
+
+    await put(store, *_encounters(open_end))
+    with monkeypatch.context() as unbounded:
+        unbounded.setattr(sqlite_index, "_date_bounds", lambda *args: None)
+        expected = await ids(store, "Encounter", f"{query}&_count=100")
+    by_cursor, by_offset, whole = await _walked_and_whole(store, monkeypatch, "Encounter", query)
+    assert by_cursor == expected == by_offset == whole
+    assert len(expected) >= 4 and len(expected) < 36
 
 
 async def _walked_and_whole(
