@@ -901,7 +901,12 @@ def _date_bounds(
     pids = _pids(query.resource_types, param) if len(query.resource_types) == 1 else []
     if len(pids) != 1:
         return None
-    row = conn.execute("SELECT span, multi FROM ix_date_span WHERE pid = ?", (pids[0],)).fetchone()
+    try:
+        row = conn.execute("SELECT span, multi FROM ix_date_span WHERE pid = ?", (pids[0],)).fetchone()
+    except sqlite3.OperationalError as error:  # a store no server of this version has opened yet
+        if "no such table" not in str(error):
+            raise
+        return None
     if row is None or row[1]:
         return None
     span = int(row[0])
@@ -1235,10 +1240,12 @@ def _total(
     if plan.known_total is not None:
         bounded = query.total == "bounded" and plan.known_total > query.total_cap
         return None if bounded else plan.known_total
-    if query.total == "bounded" and (plan.walk or plan.date_walk) and query.criteria and plan.counted is None:
+    walked = plan.walk or plan.date_walk
+    if query.total == "bounded" and query.count > 0 and walked and query.criteria and plan.counted is None:
         # Walked because the criteria match too much to read (or have no index): counting even to
         # the cap would probe the matches one by one (a `_has` over every systolic reading at 1M:
-        # 116 ms for 1,001). With no criteria the walk is the type's own, and counting it is cheap.
+        # 116 ms for 1,001). With no criteria the walk is the type's own, and counting it is cheap;
+        # with `_count=0` the total is all the answer holds, and no page was walked for it.
         return None
     rows, args = plan.counted or (f"SELECT 1 FROM resource r WHERE {plan.where}", plan.args)
     if query.total != "bounded":

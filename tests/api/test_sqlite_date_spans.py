@@ -10,6 +10,8 @@ from typing import Any
 
 from fhir_server.indexing.entries import MAX_INSTANT
 from fhir_server.rest.writes import plan_put
+from fhir_server.search.parse import parse_search
+from fhir_server.storage import sqlite_index
 from fhir_server.storage.sqlite import SqliteStore
 from fhir_server.storage.sqlite_index import pid
 
@@ -91,3 +93,21 @@ async def test_a_store_made_before_the_table_has_it_filled_on_opening(tmp_path: 
     await reopened.open()
     await reopened.close()
     assert spans(db) == made == {ENCOUNTER: (2 * HOUR_US + SECOND_US, 0), GOAL: (24 * HOUR_US, 1)}
+
+
+async def test_a_store_not_yet_opened_by_this_version_is_searched_without_bounds(tmp_path: Path) -> None:
+    """A connection to a file no server of this version has opened (no ix_date_span yet, as the
+    benchmarks' bare connections meet) searches by date as before, without the bounds."""
+    db = tmp_path / "unopened.sqlite3"
+    store = SqliteStore(db)
+    await store.open()
+    await write(store, encounter("e1", "2026-06-01T10:00:00Z", "2026-06-01T12:00:00Z"))
+    await store.close()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE ix_date_span")
+    conn.commit()
+    query = parse_search("Encounter", [("date", "ge2026-06-01"), ("_sort", "date")]).query
+    try:
+        assert [m.id for m in sqlite_index.search_sql(conn, query).matches] == ["e1"]
+    finally:
+        conn.close()

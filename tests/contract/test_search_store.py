@@ -643,7 +643,8 @@ async def test_a_search_that_walks_its_criteria_reports_no_unasked_total(
     """SQLite walks the type when every criterion's driving set is large (thresholds lowered here, so
     that 6 are many): then it reports no total unless one is asked for, as counting would probe the
     matches one by one. `_total=accurate` counts; a walk with no criteria (the type's own) counts
-    too, cheaply. The other adapters count as ever."""
+    too, cheaply, and so does `_count=0`, whose answer is the total alone. The other adapters count
+    as ever."""
     from fhir_server.storage import sqlite_index
 
     monkeypatch.setattr(sqlite_index, "FEW", 2)
@@ -654,8 +655,9 @@ async def test_a_search_that_walks_its_criteria_reports_no_unasked_total(
     walked = await find(store, "Patient", "_has:Observation:patient:code=A&_count=2")
     asked = await find(store, "Patient", "_has:Observation:patient:code=A&_count=2&_total=accurate")
     whole_type = await find(store, "Observation", "_sort=date&_count=2")
+    no_page = await find(store, "Patient", "_has:Observation:patient:code=A&_count=0")  # the total is all
     assert len(walked.matches) == 2 and walked.next_offset == 2
-    assert asked.total == 6 and whole_type.total == 6
+    assert asked.total == 6 and whole_type.total == 6 and no_page.total == 6
     assert walked.total == (None if type(store).__name__ == "SqliteStore" else 6)
 
 
