@@ -126,6 +126,8 @@ SCHEMA: list[str] = [
         res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL, grp INTEGER NOT NULL,
         comp INTEGER NOT NULL, s1 TEXT, s2 TEXT, s3 TEXT, n1 REAL, n2 REAL, n3 REAL,
         i1 INTEGER, i2 INTEGER, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
+    # A composite searched by its first component's code (`component-code-value-quantity=8480-6$gt140`)
+    "CREATE INDEX IF NOT EXISTS ix_composite_first ON ix_composite(pid, s2) WHERE comp = 0",
     # _text/_content word lists: matched by scanning one resource's row, so no value index (an index on
     # these long strings would cost every write and much of the file, and never serve a query).
     """CREATE TABLE IF NOT EXISTS ix_words (res INTEGER NOT NULL, pid INTEGER NOT NULL, words TEXT NOT NULL,
@@ -509,6 +511,13 @@ class _Builder:
     def _composite_exists(
         self, clause: Clause, value: Value, pid_sql: str, pid_args: list[Any], r: str
     ) -> Sql:
+        first, joins, cond = self._composite_rows_sql(clause, value, drive=False)
+        where = f"{first}.res = {r}.res AND {pid_sql.format(e=first)} AND {first}.comp = 0 AND {cond[0]}"
+        return f"EXISTS (SELECT 1 FROM ix_composite {first} {joins} WHERE {where})", [*pid_args, *cond[1]]
+
+    def _composite_rows_sql(self, clause: Clause, value: Value, *, drive: bool) -> tuple[str, str, Sql]:
+        """The first component's alias, the joins to the others (same value: `grp`) and the
+        condition on them all. `drive`: the first component's columns as an index may read them."""
         assert isinstance(value, CompositeValue)
         names = [self.alias("c") for _ in value.parts]
         joins = " ".join(
@@ -517,13 +526,28 @@ class _Builder:
             for i, c in enumerate(names[1:], start=1)
         )
         conds = [
-            _value_sql(kind, part, _generic(c, kind))
-            for c, kind, part in zip(names, clause.components, value.parts, strict=True)
+            _value_sql(kind, part, _generic(c, kind, plain=drive and i == 0))
+            for i, (c, kind, part) in enumerate(zip(names, clause.components, value.parts, strict=True))
         ]
-        cond = _all_of(conds)
-        first = names[0]
-        where = f"{first}.res = {r}.res AND {pid_sql.format(e=first)} AND {first}.comp = 0 AND {cond[0]}"
-        return f"EXISTS (SELECT 1 FROM ix_composite {first} {joins} WHERE {where})", [*pid_args, *cond[1]]
+        return names[0], joins, _all_of(conds)
+
+    def _composite_set(self, clause: Clause, types: Sequence[str]) -> tuple[float, Sql] | None:
+        """A composite whose first component is a token code (`component-code-value-quantity=
+        8480-6$gt140`) drives through that code (the partial index ix_composite_first)."""
+        if clause.components[:1] != ("token",):
+            return None
+        firsts = [v.parts[0] if isinstance(v, CompositeValue) else None for v in clause.values]
+        if not all(isinstance(x, TokenValue) and x.match == "code" and x.code for x in firsts):
+            return None
+        pid_sql, pid_args = _in("{e}.pid", _pids(types, clause.param))
+        selects: list[Sql] = []
+        for value in clause.values:
+            first, joins, cond = self._composite_rows_sql(clause, value, drive=True)
+            where = f"{pid_sql.format(e=first)} AND {first}.comp = 0 AND {cond[0]}"
+            selects.append(
+                (f"SELECT {first}.res FROM ix_composite {first} {joins} WHERE {where}", [*pid_args, *cond[1]])
+            )
+        return 2, (" UNION ALL ".join(s[0] for s in selects), [a for s in selects for a in s[1]])
 
     def _column_clause(self, clause: Clause, r: str) -> Sql:
         """`_id`, `_lastUpdated` from the resource row; `_text`/`_content` from the stored body."""
@@ -592,6 +616,8 @@ class _Builder:
             return None
         if crit.kind == "id":
             return self._id_set(crit, types)
+        if crit.kind == "composite":
+            return self._composite_set(crit, types) if 0 < len(crit.values) <= MAX_DRIVING_VALUES else None
         rank = _rank(crit)
         if rank is None:
             return None
@@ -704,9 +730,9 @@ def _probe(alias: str) -> Col:
     return lambda name: f"+{alias}.{name}"
 
 
-def _generic(alias: str, kind: str) -> Col:
+def _generic(alias: str, kind: str, *, plain: bool = False) -> Col:
     columns = _COMPOSITE_COLUMNS[kind]
-    return lambda name: f"+{alias}.{columns[name]}"
+    return lambda name: f"{'' if plain else '+'}{alias}.{columns[name]}"
 
 
 def _rank(clause: Clause) -> float | None:

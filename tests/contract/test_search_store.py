@@ -280,6 +280,30 @@ async def test_composite_code_value_quantity(store: Store) -> None:
     assert await ids(store, "Observation", "code-value-quantity=8480-6$lt100") == []
 
 
+async def test_composite_components_pair_within_one_component(store: Store) -> None:
+    """`component-code-value-quantity`: a blood-pressure panel matches on the value of the very
+    component whose code was named, never on its sibling's (both adapters; SQLite drives these
+    by the first component's code)."""
+
+    def panel(id: str, systolic: int, diastolic: int) -> dict[str, Any]:
+        def part(code: str, value: int) -> dict[str, Any]:
+            unit = {"system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+            return {
+                "code": {"coding": [{"system": LOINC, "code": code}]},
+                "valueQuantity": {"value": value, **unit},
+            }
+
+        return obs(id, code="85354-9", component=[part("8480-6", systolic), part("8462-4", diastolic)])
+
+    await put(store, panel("high", 160, 95), panel("normal", 118, 76), panel("split", 130, 150))
+    query = "component-code-value-quantity"
+    assert await ids(store, "Observation", f"{query}={LOINC}|8480-6$gt140") == ["high"]
+    assert await ids(store, "Observation", f"{query}=8462-4$gt140") == ["split"]
+    assert await ids(store, "Observation", f"{query}=8480-6$gt140,8462-4$lt80") == ["high", "normal"]
+    assert await ids(store, "Observation", f"{query}=8480-6$gt140&{query}=8462-4$gt90") == ["high"]
+    assert await ids(store, "Observation", f"{query}=8462-4$gt170") == []
+
+
 async def test_long_or_lists(store: Store) -> None:
     """Thousands of OR values (a large value set, a long id list) still run."""
     await put(store, obs("a", code="c-1500"), obs("b", code="other"))
