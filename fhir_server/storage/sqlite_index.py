@@ -825,6 +825,8 @@ class _Plan:
     walk: Sql | None = None
     # The same matches with no driving set, read in the order of the one date sort key (_date_walked)
     date_walk: Sql | None = None
+    # The same matches with no driving set, read in `_lastUpdated` order (_updated_walked)
+    updated_walk: Sql | None = None
     known_total: int | None = None  # the matches' number, when the planning already counted them
     terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
@@ -876,12 +878,13 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     walk, listed = False, None  # listed: how many resources a small driving set holds
     near_start = query.after is not None or query.offset + query.count < WALK_OFFSET_MOST  # a walk reaches it
     by_date = near_start and _date_ordered(query)
+    by_updated = near_start and _updated_ordered(query)
     # `_id` and references (a patient's record, most often) are taken as selective without sizing:
     # sizing costs ~20 us, a tenth of a patient-scoped search.
     if conn is not None and best is not None and best[0] > 1 and best[1] >= 0:
         drives = _within_date_bounds(conn, builder, query, drives)
         best = min(drives, key=lambda d: (d[0], d[1]))
-        walkable = (not query.sort and near_start) or by_date
+        walkable = (not query.sort and near_start) or by_date or by_updated
         best, walk, listed = _by_size(conn, drives, best, walkable=walkable)
     walk = walk or (conn is not None and best is None and by_date)
     counted = _index_matches(query, best[2] if best else None)
@@ -891,6 +894,8 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     )
     if walk and not query.sort:
         plan.walk = _where(builder, query, None, by_type_index=len(types) == 1)
+    elif walk and by_updated:
+        plan.updated_walk = _where(builder, query, None, by_type_index=False)
     elif walk:
         plan.date_walk = _where(builder, query, None, by_type_index=False)
     return _with_order(plan, query.sort, types)
@@ -966,6 +971,13 @@ def _low_bounds(value: DateValue, span: int) -> LowBounds:
     }.get(value.prefix)
     upper = {"eq": s_high, "ap": s_high, "lt": s_low, "le": s_high, "eb": s_low}.get(value.prefix)
     return lower, upper
+
+
+def _updated_ordered(query: SearchQuery) -> bool:
+    """Sorted by `_lastUpdated` alone, in one type: its index on (type, last_updated) gives that order."""
+    if len(query.sort) != 1 or query.sort[0].kind != "lastUpdated" or len(query.resource_types) != 1:
+        return False
+    return query.compartment is None
 
 
 def _date_ordered(query: SearchQuery) -> bool:
@@ -1089,7 +1101,7 @@ def _page_rows(
     if query.count == 0:
         return []
     date_walk = plan.date_walk if after is None or after[0] is not None else None
-    if plan.walk is None and date_walk is None:
+    if plan.walk is None and date_walk is None and plan.updated_walk is None:
         sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
         return list(conn.execute(sql, args))
     # A walk reads from the start, or from the cursor (which replaces the offset): the offset's
@@ -1098,8 +1110,48 @@ def _page_rows(
     from_start = replace(query, count=skip + query.count, offset=0)
     if plan.walk is not None:
         return _walked(conn, plan, plan.walk, from_start, 0 if after is None else after[-1])[skip:]
+    if plan.updated_walk is not None:
+        return _updated_walked(conn, plan, plan.updated_walk, from_start, after)[skip:]
     assert date_walk is not None
     return _date_walked(conn, plan, date_walk, from_start, after)[skip:]
+
+
+def _updated_walked(
+    conn: sqlite3.Connection, plan: _Plan, walk: Sql, query: SearchQuery, after: Position | None
+) -> list[tuple[Any, ...]]:
+    """The page sorted by `_lastUpdated`, read from the type's (type, last_updated) index in that
+    order, each resource probed; ties by `res`. The walk reads down to the WALK_MOST-th resource's
+    time and every resource sharing it (so a tie group is never cut); when that holds too few
+    matches, the driving-set plan finishes the page after the last match found."""
+    desc, want = query.sort[0].descending, query.count + 1
+    (kind,) = query.resource_types
+    op = "<=" if desc else ">="
+    start: Sql = _TRUE if after is None else (f"r.last_updated {op} ?", [after[0]])
+    order = "r.last_updated DESC" if desc else "r.last_updated"
+    index = "FROM resource r INDEXED BY resource_type_updated WHERE r.type = ?"
+    edge = conn.execute(
+        f"SELECT r.last_updated {index} AND {start[0]} ORDER BY {order} LIMIT 1 OFFSET ?",
+        [kind, *start[1], WALK_MOST - 1],
+    ).fetchone()
+    upto: Sql = (f"r.last_updated {'>=' if desc else '<='} ?", [edge[0]]) if edge else _TRUE
+    rows = conn.execute(
+        f"SELECT r.res, r.last_updated {index} AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
+        [kind, *start[1], *upto[1], *walk[1]],
+    )
+    found: list[tuple[int, int]] = []  # (time, res) of matches, in walk order
+    for res, updated in rows:
+        if len(found) >= want and updated != found[want - 1][0]:
+            break  # the page is full, and nothing further ties with its last match
+        if _beyond((updated, res), after, desc):
+            found.append((updated, res))
+    found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
+    done = [(res, updated) for updated, res in found[:want]]
+    if len(done) < want and edge:  # walked to the edge's time without filling the page
+        position: Position | None = (done[-1][1], done[-1][0]) if done else after
+        rest = replace(query, count=want - len(done) - 1)
+        sql, args = _page_sql(plan, rest) if position is None else _keyset_sql(plan, rest, position)
+        done += conn.execute(sql, args).fetchall()
+    return done
 
 
 def _walked(
@@ -1266,7 +1318,7 @@ def _total(
     if plan.known_total is not None:
         bounded = query.total == "bounded" and plan.known_total > query.total_cap
         return None if bounded else plan.known_total
-    walked = plan.walk or plan.date_walk
+    walked = plan.walk or plan.date_walk or plan.updated_walk
     if query.total == "bounded" and query.count > 0 and walked and query.criteria and plan.counted is None:
         # Walked because the criteria match too much to read (or have no index): counting even to
         # the cap would probe the matches one by one (a `_has` over every systolic reading at 1M:

@@ -490,6 +490,9 @@ def _common_and_rare() -> list[dict[str, Any]]:
         ("Observation", "code=8462-4&status=amended&_sort=-date"),
         ("Observation", "_sort=-date"),
         ("Observation", "value-quantity=gt50&_sort=date"),
+        ("Observation", "status=final&_sort=-_lastUpdated"),
+        ("Observation", "code=8480-6&status=final&_sort=_lastUpdated"),
+        ("Observation", "code=8462-4&status=amended&_sort=-_lastUpdated"),  # the walk gives up
         (None, "_type=Observation,Patient&_tag=urn:test|demo"),
         (None, "_type=Observation,Patient&_tag=urn:test|demo&_lastUpdated=gt2000-01-01"),
     ],
@@ -541,6 +544,29 @@ async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
     ]
     await put(store, *goals)
     by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Goal", query)
+    assert by_cursor == expected == by_offset and len(expected) >= 4
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=final&_sort=-_lastUpdated",
+        "status=final&_sort=_lastUpdated",
+        "code=8462-4&_sort=-_lastUpdated",
+    ],
+)
+async def test_walking_by_last_updated_keeps_resources_written_together_in_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """Resources written by one transaction share their lastUpdated: sorted by it, they come in
+    creation order, and a walk (thresholds lowered) never cuts such a group between pages or at its
+    edge (groups of 12 here: larger than a page, and WALK_MOST lands inside them)."""
+    written = _common_and_rare()
+    moment = datetime(2026, 3, 1, tzinfo=UTC)
+    await store.write(
+        [replace(_op(r), last_updated=moment + timedelta(seconds=i // 12)) for i, r in enumerate(written)]
+    )
+    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Observation", query)
     assert by_cursor == expected == by_offset and len(expected) >= 4
 
 

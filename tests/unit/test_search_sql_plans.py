@@ -169,3 +169,17 @@ def test_a_composite_drives_by_its_first_code(conn: sqlite3.Connection, query: s
     assert plan[0] == "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)", plan
     assert [step for step in plan if "ix_composite_first" in step], plan
     assert not [step for step in plan if step.startswith("SCAN")], plan
+
+
+@pytest.mark.parametrize("sort", ["-_lastUpdated", "_lastUpdated"])
+def test_sorted_by_last_updated_over_large_sets_walks_that_index(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, sort: str
+) -> None:
+    """With every driving set large (here: from 0 entries), a page sorted by `_lastUpdated` is read
+    from the type's (type, last_updated) index in that order, each resource probed, instead of
+    reading and sorting every match (`Observation?status=final&_sort=-_lastUpdated` at 1M: 234 ms)."""
+    monkeypatch.setattr(sqlite_index, "FEW", 0)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
+    query = parse_search("Observation", [("status", "final"), ("_sort", sort)]).query
+    plan = sqlite_index._plan(sqlite_index._Builder(None), query, conn)
+    assert plan.updated_walk is not None and plan.walk is None and plan.date_walk is None
