@@ -1120,9 +1120,9 @@ def _updated_walked(
     conn: sqlite3.Connection, plan: _Plan, walk: Sql, query: SearchQuery, after: Position | None
 ) -> list[tuple[Any, ...]]:
     """The page sorted by `_lastUpdated`, read from the type's (type, last_updated) index in that
-    order, each resource probed; ties by `res`. The walk reads down to the WALK_MOST-th resource's
-    time and every resource sharing it (so a tie group is never cut); when that holds too few
-    matches, the driving-set plan finishes the page after the last match found."""
+    order, each resource probed; ties by `res`. The walk reads whole tie groups (resources written
+    together share their time) and stops before the WALK_MOST-th resource's time; when that holds
+    too few matches, the driving-set plan finishes the page after the last match found."""
     desc, want = query.sort[0].descending, query.count + 1
     (kind,) = query.resource_types
     op = "<=" if desc else ">="
@@ -1133,7 +1133,8 @@ def _updated_walked(
         f"SELECT r.last_updated {index} AND {start[0]} ORDER BY {order} LIMIT 1 OFFSET ?",
         [kind, *start[1], WALK_MOST - 1],
     ).fetchone()
-    upto: Sql = (f"r.last_updated {'>=' if desc else '<='} ?", [edge[0]]) if edge else _TRUE
+    # Up to the edge's time, not into it: a tie group there may hold any number of resources.
+    upto: Sql = (f"r.last_updated {'>' if desc else '<'} ?", [edge[0]]) if edge else _TRUE
     rows = conn.execute(
         f"SELECT r.res, r.last_updated {index} AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
         [kind, *start[1], *upto[1], *walk[1]],
