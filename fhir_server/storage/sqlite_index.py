@@ -97,7 +97,7 @@ SCHEMA: list[str] = [
     """CREATE TABLE IF NOT EXISTS ix_date (res INTEGER NOT NULL, pid INTEGER NOT NULL, n INTEGER NOT NULL,
         low INTEGER NOT NULL, high INTEGER NOT NULL, PRIMARY KEY(res, pid, n)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ix_date_value ON ix_date(pid, low, high)",
-    # Newest first (`_sort=-date`) walks a date's entries by `high`, descending (_date_walked), and
+    # Newest first (`_sort=-date`) walks a date's entries by `high`, descending (_key_walked), and
     # `ge` / `gt` read a range of `high`; with `low` too, neither looks at the table.
     "DROP INDEX IF EXISTS ix_date_high",  # (pid, high): made by earlier builds of 2026-11-29
     "CREATE INDEX IF NOT EXISTS ix_date_upper ON ix_date(pid, high, low)",
@@ -823,8 +823,8 @@ class _Plan:
     counted: Sql | None = None  # the matches as rows cheaper to count, when there is such a query
     # The same matches with no driving set, each resource of the type probed in `res` order (_walked)
     walk: Sql | None = None
-    # The same matches with no driving set, read in the order of the one date sort key (_date_walked)
-    date_walk: Sql | None = None
+    # The same matches with no driving set, read in the order of the one date sort key (_key_walked)
+    key_walk: Sql | None = None
     # The same matches with no driving set, read in `_lastUpdated` order (_updated_walked)
     updated_walk: Sql | None = None
     known_total: int | None = None  # the matches' number, when the planning already counted them
@@ -877,7 +877,7 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
     walk, listed = False, None  # listed: how many resources a small driving set holds
     near_start = query.after is not None or query.offset + query.count < WALK_OFFSET_MOST  # a walk reaches it
-    by_date = near_start and _date_ordered(query)
+    by_date = near_start and _key_ordered(query)
     by_updated = near_start and _updated_ordered(query)
     # `_id` and references (a patient's record, most often) are taken as selective without sizing:
     # sizing costs ~20 us, a tenth of a patient-scoped search.
@@ -897,7 +897,7 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     elif walk and by_updated:
         plan.updated_walk = _where(builder, query, None, by_type_index=False)
     elif walk:
-        plan.date_walk = _where(builder, query, None, by_type_index=False)
+        plan.key_walk = _where(builder, query, None, by_type_index=False)
     return _with_order(plan, query.sort, types)
 
 
@@ -980,9 +980,10 @@ def _updated_ordered(query: SearchQuery) -> bool:
     return query.compartment is None
 
 
-def _date_ordered(query: SearchQuery) -> bool:
-    """Sorted by one date parameter of one type: its entries can be read in that order (_date_walked)."""
-    if len(query.sort) != 1 or query.sort[0].kind != "date" or len(query.resource_types) != 1:
+def _key_ordered(query: SearchQuery) -> bool:
+    """Sorted by one date or string parameter of one type: its entries can be read in that order
+    (_key_walked)."""
+    if len(query.sort) != 1 or query.sort[0].kind not in _WALK_ORDERS or len(query.resource_types) != 1:
         return False
     return query.compartment is None and len(_pids(query.resource_types, query.sort[0].param)) == 1
 
@@ -1100,8 +1101,8 @@ def _page_rows(
     """The page's rows, `count + 1` at most: (res, sort key values...)."""
     if query.count == 0:
         return []
-    date_walk = plan.date_walk if after is None or after[0] is not None else None
-    if plan.walk is None and date_walk is None and plan.updated_walk is None:
+    key_walk = plan.key_walk if after is None or after[0] is not None else None
+    if plan.walk is None and key_walk is None and plan.updated_walk is None:
         sql, args = _page_sql(plan, query) if after is None else _keyset_sql(plan, query, after)
         return list(conn.execute(sql, args))
     # A walk reads from the start, or from the cursor (which replaces the offset): the offset's
@@ -1112,8 +1113,8 @@ def _page_rows(
         return _walked(conn, plan, plan.walk, from_start, 0 if after is None else after[-1])[skip:]
     if plan.updated_walk is not None:
         return _updated_walked(conn, plan, plan.updated_walk, from_start, after)[skip:]
-    assert date_walk is not None
-    return _date_walked(conn, plan, date_walk, from_start, after)[skip:]
+    assert key_walk is not None
+    return _key_walked(conn, plan, key_walk, from_start, after)[skip:]
 
 
 def _updated_walked(
@@ -1177,42 +1178,43 @@ def _walked(
     return rows
 
 
-def _date_walked(
+def _key_walked(
     conn: sqlite3.Connection, plan: _Plan, walk: Sql, query: SearchQuery, after: Position | None
 ) -> list[tuple[Any, ...]]:
-    """The page sorted by one date parameter, read from its entries in that order: ascending by the
-    lowest `low` of each resource (its first entry in `low` order), descending by the highest `high`
-    (its first in `high DESC` order), ties by `res`. SQLite probes each entry's resource against
-    the criteria; the walk stops once the page is full and no later entry can tie with its last
-    match. Past WALK_MOST entries, or at the entries' end (resources without the date sort last),
-    the driving-set plan finishes the page, after the last match found."""
+    """The page sorted by one date (or string) parameter, read from its entries in that order:
+    ascending by the lowest `low` (value) of each resource, its first entry in that order,
+    descending by the highest `high` (value), ties by `res`. SQLite probes each entry's resource
+    against the criteria; the walk stops once the page is full and no later entry can tie with its
+    last match. Past WALK_MOST entries, or at the entries' end (resources without the parameter
+    sort last), the driving-set plan finishes the page, after the last match found."""
     key = query.sort[0]
     desc, want = key.descending, query.count + 1
     (p,) = _pids(query.resource_types, key.param)
     key_sql, key_args = _sort_expr(key, query.resource_types)
-    value = "e.high" if desc else "e.low"
-    order = "e.high DESC, e.low DESC, e.res DESC, e.n DESC" if desc else "e.low, e.high, e.res, e.n"
-    entry = "(e.high, e.low, e.res, e.n)" if desc else "(e.low, e.high, e.res, e.n)"
+    table, columns = _WALK_ORDERS[key.kind][desc]
+    value = columns[0]
+    order = ", ".join(f"{c} DESC" if desc else c for c in columns)
+    entry = f"({', '.join(columns)})"
     start: Sql = _TRUE if after is None else (f"{value} {'<=' if desc else '>='} ?", [after[0]])
-    bounds = _date_bounds(conn, query, key.param) if after is None else None
+    bounds = _date_bounds(conn, query, key.param) if after is None and key.kind == "date" else None
     if bounds is not None:  # start where the first match can be (from the cursor, it is after that)
         lower, upper, span = bounds
         if not desc and lower is not None:
             start = ("e.low >= ?", [lower])
         elif desc and upper is not None and span < MAX_INSTANT:
             start = ("e.high < ?", [upper + span])  # high <= low + span < upper + span
-    ahead = f"SELECT {entry[1:-1]} FROM ix_date e WHERE e.pid = ? AND {start[0]} ORDER BY {order}"
+    ahead = f"SELECT {entry[1:-1]} FROM {table} e WHERE e.pid = ? AND {start[0]} ORDER BY {order}"
     edge = conn.execute(f"{ahead} LIMIT 1 OFFSET ?", [p, *start[1], WALK_MOST - 1]).fetchone()
     upto: Sql = (
         (f"{entry} {'>=' if desc else '<='} ({','.join('?' * len(edge))})", list(edge)) if edge else _TRUE
     )
     rows = conn.execute(
-        f"SELECT e.res, {value}, ({key_sql}) FROM ix_date e CROSS JOIN resource r ON r.res = e.res"
+        f"SELECT e.res, {value}, ({key_sql}) FROM {table} e CROSS JOIN resource r ON r.res = e.res"
         f" WHERE e.pid = ? AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
         [*key_args, p, *start[1], *upto[1], *walk[1]],
     )
     seen: set[int] = set()
-    found: list[tuple[int, int]] = []  # (key, res) of matches, in walk order
+    found: list[tuple[Any, int]] = []  # (key, res) of matches, in walk order
     for res, reached, k in rows:
         if len(found) >= want and reached != found[want - 1][0]:
             break  # the page is full, and nothing further ties with its last match
@@ -1226,7 +1228,8 @@ def _date_walked(
         # Walked to the edge, or to the end (then only resources without the key are left).
         last = edge[0] if edge else None
         found = [f for f in found if last is None or f[0] != last]  # ties at the edge may go on
-    found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
+    found.sort(key=lambda f: f[1])  # ties by `res`, ascending either way (the sort is stable)
+    found.sort(key=lambda f: f[0], reverse=desc)
     done = [(res, k) for k, res in found[:want]]
     if len(done) < want:  # only after a walk to the edge or the end: a full page stopped early
         position: Position | None = (done[-1][1], done[-1][0]) if done else after
@@ -1236,7 +1239,22 @@ def _date_walked(
     return done
 
 
-def _beyond(match: tuple[int, int], after: Position | None, desc: bool) -> bool:
+# The entries a walk in one parameter's order reads, by kind and direction: their table and the
+# columns of that order (then `res`, `n`), which an index on (pid, those columns) serves: ascending
+# by each resource's lowest `low` (or value), descending by its highest `high` (or value).
+_WALK_ORDERS: dict[str, dict[bool, tuple[str, tuple[str, ...]]]] = {
+    "date": {
+        False: ("ix_date", ("e.low", "e.high", "e.res", "e.n")),
+        True: ("ix_date", ("e.high", "e.low", "e.res", "e.n")),
+    },
+    "string": {
+        False: ("ix_string", ("e.value", "e.res", "e.n")),
+        True: ("ix_string", ("e.value", "e.res", "e.n")),
+    },
+}
+
+
+def _beyond(match: tuple[Any, int], after: Position | None, desc: bool) -> bool:
     """Whether (key, res) comes after the cursor's position in the sort order."""
     if after is None:
         return True
@@ -1319,7 +1337,7 @@ def _total(
     if plan.known_total is not None:
         bounded = query.total == "bounded" and plan.known_total > query.total_cap
         return None if bounded else plan.known_total
-    walked = plan.walk or plan.date_walk or plan.updated_walk
+    walked = plan.walk or plan.key_walk or plan.updated_walk
     if query.total == "bounded" and query.count > 0 and walked and query.criteria and plan.counted is None:
         # Walked because the criteria match too much to read (or have no index): counting even to
         # the cap would probe the matches one by one (a `_has` over every systolic reading at 1M:

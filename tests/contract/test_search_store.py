@@ -570,6 +570,37 @@ async def test_walking_by_last_updated_keeps_resources_written_together_in_order
     assert by_cursor == expected == by_offset and len(expected) >= 4
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_sort=family",
+        "_sort=-family",
+        "gender=female&_sort=family",
+        "gender=female&_sort=-given",
+        "name=b&_sort=family",
+    ],
+)
+async def test_walking_a_string_in_order_pages_as_reading_it_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """Sorted by a string, a walk reads its entries in that order: a Patient with two names sorts by
+    its first (or, descending, its last) family name, ties by creation, those with none last. By
+    cursor and by offset, with the thresholds lowered, as when every match is read and sorted."""
+    families = ["Brown", "adams", "Évans", "brown", "Clark", "Adams"]
+    patients = []
+    for i in range(30):
+        names = [{"family": families[i % 6], "given": [f"G{i % 7}"]}]
+        if i % 4 == 1:
+            names.append({"family": families[(i + 2) % 6], "given": ["Old"]})
+        patients.append(
+            {"resourceType": "Patient", "id": f"p{i:02}", "gender": "female" if i % 3 else "male",
+             **({"name": names} if i % 9 != 5 else {})}
+        )  # fmt: skip
+    await put(store, *patients)
+    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Patient", query)
+    assert by_cursor == expected == by_offset and len(expected) >= 4
+
+
 def _encounters(open_end: bool) -> list[dict[str, Any]]:
     """Encounters whose periods (one each) last from an hour to a week, some across 2026-06-01, and
     with `open_end` one still going on (no end: then no width bounds the parameter's entries)."""

@@ -182,4 +182,37 @@ def test_sorted_by_last_updated_over_large_sets_walks_that_index(
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
     query = parse_search("Observation", [("status", "final"), ("_sort", sort)]).query
     plan = sqlite_index._plan(sqlite_index._Builder(None), query, conn)
-    assert plan.updated_walk is not None and plan.walk is None and plan.date_walk is None
+    assert plan.updated_walk is not None and plan.walk is None and plan.key_walk is None
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "query"),
+    [
+        ("Patient", "_sort=family"),
+        ("Patient", "gender=female&_sort=-family"),
+        ("Observation", "_sort=date"),
+        ("Observation", "status=final&_sort=-date"),
+    ],
+)
+def test_a_walk_in_a_parameters_order_reads_its_index_and_sorts_nothing(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, resource_type: str, query: str
+) -> None:
+    """Sorted by one date or string, with every driving set large (here: from 0 entries), the page
+    walks that parameter's entries through its value index in order: no statement the search runs
+    builds a temporary b-tree to sort (sorting `Patient?_sort=family` at 1M took 35 ms)."""
+    monkeypatch.setattr(sqlite_index, "FEW", 0)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
+    params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
+    parsed = parse_search(resource_type, params).query
+    assert sqlite_index._plan(sqlite_index._Builder(None), parsed, conn).key_walk is not None
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        sqlite_index.search_sql(conn, replace(parsed, total="none"))
+    finally:
+        conn.set_trace_callback(None)
+    walks = [sql for sql in ran if "CROSS JOIN resource r ON r.res = e.res" in sql]
+    assert walks, ran
+    for sql in walks:
+        plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert not [step for step in plan if "TEMP B-TREE" in step], plan
