@@ -543,8 +543,7 @@ async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
         for i in range(30)
     ]
     await put(store, *goals)
-    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Goal", query)
-    assert by_cursor == expected == by_offset and len(expected) >= 4
+    await _walks_page_as_whole(store, monkeypatch, "Goal", query)
 
 
 @pytest.mark.parametrize(
@@ -566,8 +565,7 @@ async def test_walking_by_last_updated_keeps_resources_written_together_in_order
     await store.write(
         [replace(_op(r), last_updated=moment + timedelta(seconds=i // 12)) for i, r in enumerate(written)]
     )
-    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Observation", query)
-    assert by_cursor == expected == by_offset and len(expected) >= 4
+    await _walks_page_as_whole(store, monkeypatch, "Observation", query)
 
 
 @pytest.mark.parametrize(
@@ -597,8 +595,7 @@ async def test_walking_a_string_in_order_pages_as_reading_it_whole(
              **({"name": names} if i % 9 != 5 else {})}
         )  # fmt: skip
     await put(store, *patients)
-    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Patient", query)
-    assert by_cursor == expected == by_offset and len(expected) >= 4
+    await _walks_page_as_whole(store, monkeypatch, "Patient", query)
 
 
 def _encounters(open_end: bool) -> list[dict[str, Any]]:
@@ -653,6 +650,14 @@ async def test_date_bounds_narrow_walks_and_windows_without_losing_matches(
     by_cursor, by_offset, whole = await _walked_and_whole(store, monkeypatch, "Encounter", query)
     assert by_cursor == expected == by_offset == whole
     assert len(expected) >= 4 and len(expected) < 36
+
+
+async def _walks_page_as_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str, query: str
+) -> None:
+    """Paged by cursor and by offset with the walking thresholds lowered, as one whole page."""
+    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, resource_type, query)
+    assert by_cursor == expected == by_offset and len(expected) >= 4
 
 
 async def _walked_and_whole(
