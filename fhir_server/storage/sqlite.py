@@ -39,6 +39,10 @@ _MMAP_REQUEST = 1 << 40  # SQLite lowers it to its own limit
 PREWARM_SECONDS = 3.0
 PREWARM_MAX_BYTES = 4 << 30
 INLINE_SECONDS = 0.002  # a search may run this long on the event loop before a reader thread takes it
+BUSY_SECONDS = 30.0  # how long a statement waits for another process's write lock
+# Opening waits longer: the first opening after an upgrade builds new indexes (seconds at 1M
+# resources, more on a larger store) while every other worker process opens the same file.
+OPEN_WAIT_SECONDS = 600.0
 _IN_LIMIT = 500  # ids bound in one `IN (...)`: well under SQLite's limit on host parameters
 
 CORE_SCHEMA = [
@@ -104,7 +108,7 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=OFF")
@@ -119,6 +123,7 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it instead
+        self._writer.execute(f"PRAGMA busy_timeout={int(OPEN_WAIT_SECONDS * 1000)}")
         with _transaction(self._writer):
             for statement in [*CORE_SCHEMA, *sqlite_index.SCHEMA]:
                 self._writer.execute(statement)
@@ -126,6 +131,7 @@ class SqliteStore:
             # The key that seals paging cursors: made once, then the same for every process.
             self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
             key = self._writer.execute("SELECT value FROM store_meta WHERE name = 'cursor-key'").fetchone()[0]
+        self._writer.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         self._cursors = CursorSealer(bytes(key))
         checkpointer = Checkpointer(self._connect, interval=self._checkpoint_every)
         try:
