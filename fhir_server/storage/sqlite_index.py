@@ -1141,20 +1141,14 @@ def _updated_walked(
         f"SELECT r.res, r.last_updated {index} AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
         [kind, *start[1], *upto[1], *walk[1]],
     )
-    found: list[tuple[int, int]] = []  # (time, res) of matches, in walk order
+    found: list[tuple[Any, int]] = []  # (time, res) of matches, in walk order
     for res, updated in rows:
         if len(found) >= want and updated != found[want - 1][0]:
             break  # the page is full, and nothing further ties with its last match
         if _beyond((updated, res), after, desc):
             found.append((updated, res))
-    found.sort(key=lambda f: (-f[0], f[1]) if desc else f)
-    done = [(res, updated) for updated, res in found[:want]]
-    if len(done) < want and edge:  # walked to the edge's time without filling the page
-        position: Position | None = (done[-1][1], done[-1][0]) if done else after
-        rest = replace(query, count=want - len(done) - 1)
-        sql, args = _page_sql(plan, rest) if position is None else _keyset_sql(plan, rest, position)
-        done += conn.execute(sql, args).fetchall()
-    return done
+    # Short of a page only when walked to the edge's time (or through the whole type: then no more).
+    return _finish_walk(conn, plan, query, found, after, more=edge is not None)
 
 
 def _walked(
@@ -1229,10 +1223,27 @@ def _key_walked(
         # Walked to the edge, or to the end (then only resources without the key are left).
         last = edge[0] if edge else None
         found = [f for f in found if last is None or f[0] != last]  # ties at the edge may go on
+    # Short of a page only after a walk to the edge or the end: a full page stopped early.
+    return _finish_walk(conn, plan, query, found, after, more=True)
+
+
+def _finish_walk(
+    conn: sqlite3.Connection,
+    plan: _Plan,
+    query: SearchQuery,
+    found: list[tuple[Any, int]],
+    after: Position | None,
+    *,
+    more: bool,
+) -> list[tuple[Any, ...]]:
+    """The page's rows from the (key, res) matches a walk in one sort key's order found: by that key,
+    ties by `res`; when they are short of a page and `more` may lie past the walk, the driving-set
+    plan finishes the page after the last of them (or after the cursor)."""
+    want = query.count + 1
     found.sort(key=lambda f: f[1])  # ties by `res`, ascending either way (the sort is stable)
-    found.sort(key=lambda f: f[0], reverse=desc)
+    found.sort(key=lambda f: f[0], reverse=query.sort[0].descending)
     done = [(res, k) for k, res in found[:want]]
-    if len(done) < want:  # only after a walk to the edge or the end: a full page stopped early
+    if len(done) < want and more:
         position: Position | None = (done[-1][1], done[-1][0]) if done else after
         rest = replace(query, count=want - len(done) - 1)
         sql, args = _page_sql(plan, rest) if position is None else _keyset_sql(plan, rest, position)
