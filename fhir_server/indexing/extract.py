@@ -59,6 +59,7 @@ from fhir_server.indexing.normalize import (
     range_parts,
     timing_bounds,
     ucum_canonical,
+    words,
 )
 from fhir_server.indexing.registry import Registry, SearchParamDef, get_registry
 
@@ -80,7 +81,6 @@ _TOKEN_PRIMITIVES = frozenset({"code", "string", "id", "uri", "url", "canonical"
 _HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 _TAG = re.compile(r"<[^>]*>|&\w+;|&#\d+;")
-_PUNCTUATION_TO_SPACE = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 _CONTENT_SKIP = frozenset({"div", "reference", "system", "url", "id", "resourceType", "data", "fullUrl"})
 
 
@@ -385,16 +385,10 @@ def _composite_extractor(sp: SearchParamDef, resource_type: str, registry: Regis
     return extract
 
 
-def _words(text: str) -> Iterable[str]:
-    """The distinct folded words of a long text. str.translate + split is ~3x faster than a regex."""
-    folded = text.lower() if text.isascii() else fold(text)
-    return dict.fromkeys(folded.translate(_PUNCTUATION_TO_SPACE).split())
-
-
 def _narrative_words(resource: Mapping[str, Any]) -> Iterable[str]:
     text = resource.get("text")
     div = text.get("div") if type(text) is dict else None
-    return _words(_TAG.sub(" ", div)) if isinstance(div, str) else ()
+    return words(_TAG.sub(" ", div)) if isinstance(div, str) else ()
 
 
 def _string_values(value: Any, out: list[str]) -> None:
@@ -421,7 +415,7 @@ def _text_extractor(root: Node) -> list[IndexEntry]:
 def _content_extractor(root: Node) -> list[IndexEntry]:
     values: list[str] = []
     _string_values(root[0], values)
-    return _words_entry("_content", _words(" ".join(values)))
+    return _words_entry("_content", words(" ".join(values)))
 
 
 def _extractor(sp: SearchParamDef, resource_type: str, registry: Registry) -> Extractor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from typing import Any
@@ -36,6 +36,22 @@ _SPACE = re.compile(r"\s+")
 _US_PER_SECOND = 1_000_000
 _US_PER_DAY = 86_400 * _US_PER_SECOND
 ISO_4217 = "urn:iso:std:iso:4217"
+
+
+_PUNCTUATION_TO_SPACE = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+
+
+def words(text: str) -> Iterable[str]:
+    """The distinct folded words of a long text (`_text`/`_content` word lists): ASCII punctuation
+    separates words. str.translate + split is ~3x faster than a regex."""
+    folded = text.lower() if text.isascii() else fold(text)
+    return dict.fromkeys(folded.translate(_PUNCTUATION_TO_SPACE).split())
+
+
+def search_words(value: str) -> list[str]:
+    """The words of a `_text`/`_content` search value, split as the stored word lists are: `o'neil`
+    and `follow-up` look for `o neil` and `follow up`, the words a resource holding them has."""
+    return list(words(value))
 
 
 def fold(s: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.indexing.normalize import search_words
 from fhir_server.search.query import (
     AccessFilter,
     ChainClause,
@@ -330,7 +331,7 @@ def words_filter(clause: Clause) -> Doc:
     string entry of the same name). An unanchored regex: it scans those entries of the candidates."""
     options = []
     for value in clause.values:
-        words = value.value.split() if isinstance(value, StringValue) else []
+        words = search_words(value.value) if isinstance(value, StringValue) else []
         starts = [{"v": {"$regex": "(?:^| )" + re.escape(w)}} for w in words]
         options.append(elem_match({"p": clause.param}, all_of(starts)))
     return any_of(options)

@@ -42,6 +42,7 @@ from fhir_server.indexing.entries import (
     TokenEntry,
     UriEntry,
 )
+from fhir_server.indexing.normalize import search_words
 from fhir_server.instants import from_micros
 from fhir_server.search.query import (
     AccessFilter,
@@ -569,7 +570,7 @@ class _Builder:
         e = self.alias("e")
         options = []
         for value in clause.values:
-            words = value.value.split() if isinstance(value, StringValue) else []
+            words = search_words(value.value) if isinstance(value, StringValue) else []
             options.append(_all_of((f"instr(' ' || {e}.words, ?) > 0", [f" {w}"]) for w in words))
         cond = _any_of(options)
         where = f"{e}.res = {r}.res AND {e}.pid = ? AND {cond[0]}"

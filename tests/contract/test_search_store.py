@@ -364,6 +364,15 @@ async def test_text_and_content(store: Store) -> None:
     assert await ids(store, "Patient", "_content=ann") == ["p1", "p2"]
 
 
+async def test_content_words_split_on_punctuation_as_stored(store: Store) -> None:
+    """A resource's words are split at ASCII punctuation when stored; a search value is split the
+    same way, so `o'neil` and `follow-up` find what holds them."""
+    await put(store, patient("p1", "O'Neil", gender="other"), patient("p2", "Neil"))
+    assert await ids(store, "Patient", "_content=o'neil") == ["p1"]
+    assert await ids(store, "Patient", "_content=O'NEI") == ["p1"]
+    assert await ids(store, "Patient", "_content=neil") == ["p1", "p2"]
+
+
 # -- chains, reverse chains, _list ----------------------------------------------------------------
 
 
