@@ -128,6 +128,7 @@ class SqliteStore:
             for statement in [*CORE_SCHEMA, *sqlite_index.SCHEMA]:
                 self._writer.execute(statement)
             sqlite_index.fill_date_spans(self._writer)
+            sqlite_index.fill_word_index(self._writer)
             # The key that seals paging cursors: made once, then the same for every process.
             self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
             key = self._writer.execute("SELECT value FROM store_meta WHERE name = 'cursor-key'").fetchone()[0]
@@ -242,6 +243,8 @@ def _prewarm(conn: sqlite3.Connection, seconds: float) -> None:
     for kind, name, table, sql in objects.fetchall():
         if time.perf_counter() > deadline:
             return
+        if (sql or "").startswith("CREATE VIRTUAL TABLE"):
+            continue  # full-text tables cannot be scanned; their own (shadow) tables are read
         if kind == "table":
             source = f'"{name}" NOT INDEXED'
         else:  # a partial index serves only a count under its own condition

@@ -65,6 +65,7 @@ from fhir_server.search.query import (
     UriValue,
     Value,
 )
+from fhir_server.storage import sqlite_words
 from fhir_server.storage.cursors import CursorSealer, Position
 from fhir_server.storage.port import StoredResource
 
@@ -142,6 +143,8 @@ SCHEMA: list[str] = [
     # filled by `fill_date_spans` when new. See _date_bounds.
     """CREATE TABLE IF NOT EXISTS ix_date_span (pid INTEGER PRIMARY KEY, span INTEGER NOT NULL,
         multi INTEGER NOT NULL) WITHOUT ROWID""",
+    # A full-text index of ix_words (sqlite_words), where this SQLite has FTS5.
+    *sqlite_words.SCHEMA,
 ]
 
 
@@ -160,6 +163,16 @@ def fill_date_spans(conn: sqlite3.Connection) -> None:
 
 
 _WORD_PARAMS = frozenset({"_text", "_content"})
+
+
+def _word_pids() -> dict[str, int]:
+    return {code: pid("*", code) for code in _WORD_PARAMS}
+
+
+def fill_word_index(conn: sqlite3.Connection) -> None:
+    """Index the word lists of a store made before the full-text index (see sqlite_words)."""
+    sqlite_words.fill(conn, _word_pids())
+
 
 _TABLES = (
     *("ix_token", "ix_string", "ix_date", "ix_number", "ix_quantity", "ix_ref", "ix_uri", "ix_composite"),
@@ -199,6 +212,7 @@ def _pids(types: Sequence[str], code: str) -> list[int]:
 
 def delete_entries(conn: sqlite3.Connection, res: int) -> None:
     """Remove every index entry of one resource (a primary-key prefix range per table)."""
+    sqlite_words.delete(conn, res, _word_pids())  # reads the ix_words rows about to go
     for table in _TABLES:
         conn.execute(f"DELETE FROM {table} WHERE res = ?", (res,))
 
@@ -228,6 +242,8 @@ def insert_rows(conn: sqlite3.Connection, rows: Rows) -> None:
             conn.executemany(f"INSERT INTO {table} VALUES ({marks})", table_rows)
     if rows.get("ix_date"):
         _widen_date_spans(conn, rows["ix_date"])
+    if rows.get("ix_words"):
+        sqlite_words.insert(conn, rows["ix_words"], _word_pids())
 
 
 def _widen_date_spans(conn: sqlite3.Connection, date_rows: list[tuple[Any, ...]]) -> None:
@@ -474,6 +490,7 @@ class _Builder:
 
     access: AccessFilter | None
     counter: int = 0
+    word_index: bool = False  # `_text`/`_content` may drive through ix_words_fts (sqlite_words)
 
     def alias(self, stem: str) -> str:
         self.counter += 1
@@ -568,13 +585,23 @@ class _Builder:
     def _words_clause(self, clause: Clause, r: str) -> Sql:
         """`_text`/`_content`: each word of the value begins a word of the stored word list."""
         e = self.alias("e")
-        options = []
-        for value in clause.values:
-            words = search_words(value.value) if isinstance(value, StringValue) else []
-            options.append(_all_of((f"instr(' ' || {e}.words, ?) > 0", [f" {w}"]) for w in words))
-        cond = _any_of(options)
+        cond = _words_match(clause, e)
         where = f"{e}.res = {r}.res AND {e}.pid = ? AND {cond[0]}"
         return f"EXISTS (SELECT 1 FROM ix_words {e} WHERE {where})", [pid("*", clause.param), *cond[1]]
+
+    def _words_set(self, clause: Clause, *, exact: bool) -> tuple[float, Sql] | None:
+        """The resources whose word lists might match, from the full-text index (a superset:
+        sqlite_words); `exact`: only those whose lists do match, each checked here."""
+        found = sqlite_words.candidates(clause.param, _value_words(clause)) if self.word_index else None
+        if found is None or not exact:
+            return (3, found) if found else None
+        e = self.alias("e")
+        cond = _words_match(clause, e)
+        sql = (
+            f"SELECT {e}.res FROM ({found[0]}) {e}_in CROSS JOIN ix_words {e} ON {e}.res = {e}_in.res"
+            f" AND {e}.pid = ? WHERE {cond[0]}"
+        )
+        return 3, (sql, [*found[1], pid("*", clause.param), *cond[1]])
 
     def _chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
         f, t = self.alias("f"), self.alias("t")
@@ -605,10 +632,17 @@ class _Builder:
     # -- driving sets (uncorrelated SELECT res ...) ----------------------------------------------
 
     def driving_set(
-        self, crit: Criterion, types: Sequence[str], low_within: LowBounds = (None, None)
+        self,
+        crit: Criterion,
+        types: Sequence[str],
+        low_within: LowBounds = (None, None),
+        *,
+        exact: bool = True,
     ) -> tuple[float, Sql] | None:
         """(selectivity rank, SELECT res ...) for criteria an index can answer alone; lower is better.
-        `low_within`: for a date clause, bounds on its entries' `low` that the matches keep to."""
+        `low_within`: for a date clause, bounds on its entries' `low` that the matches keep to.
+        Not `exact`: the set may hold more than the matches where the criterion is checked again
+        on each one anyway (`_where`, for a `_text`/`_content` set: _superset_drive)."""
         if isinstance(crit, ChainClause):
             return self._chain_set(crit, types)
         if isinstance(crit, HasClause):
@@ -617,6 +651,8 @@ class _Builder:
             return None
         if crit.kind == "id":
             return self._id_set(crit, types)
+        if crit.kind in ("text", "content"):
+            return self._words_set(crit, exact=exact)
         if crit.kind == "composite":
             return self._composite_set(crit, types) if 0 < len(crit.values) <= MAX_DRIVING_VALUES else None
         rank = _rank(crit)
@@ -718,6 +754,19 @@ class _Builder:
         groups = _any_of(_all_of(inner.exists(c, (resource_type,), r) for c in group) for group in any_of)
         self.counter = inner.counter
         return f"({r}.type <> ? OR {groups[0]})", [resource_type, *groups[1]]
+
+
+def _value_words(clause: Clause) -> list[list[str]]:
+    """Each value's words, split as the stored word lists are (see indexing.extract.search_words)."""
+    return [search_words(x.value) if isinstance(x, StringValue) else [] for x in clause.values]
+
+
+def _words_match(clause: Clause, e: str) -> Sql:
+    """On the word list `e.words`: all of some value's words begin one of its words."""
+    return _any_of(
+        _all_of((f"instr(' ' || {e}.words, ?) > 0", [f" {w}"]) for w in words)
+        for words in _value_words(clause)
+    )
 
 
 def _plain(alias: str) -> Col:
@@ -866,9 +915,11 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     probed (for `status=final` the first page is a few dozen probes, where the driving set would
     gather every match first)."""
     types = query.resource_types
+    if conn is not None and _mentions_words(query.criteria):
+        builder.word_index = sqlite_words.present(conn)
     drives: list[tuple[float, int, Sql]] = []
     for i, crit in enumerate(query.criteria):
-        found = builder.driving_set(crit, types)
+        found = builder.driving_set(crit, types, exact=False)
         if found is not None:
             drives.append((found[0], i, found[1]))
     if query.compartment is not None:
@@ -901,6 +952,24 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     elif walk:
         plan.key_walk = _where(builder, query, None, by_type_index=False)
     return _with_order(plan, query.sort, types)
+
+
+def _superset_drive(crit: Criterion) -> bool:
+    """A criterion whose driving set (at the top of a query) may hold resources it does not match:
+    `_text`/`_content` sets are the full-text index's candidates, which are cheap to count (sizing
+    a common word's exact set would check thousands of word lists) and checked as the page is read."""
+    return isinstance(crit, Clause) and crit.kind in ("text", "content")
+
+
+def _mentions_words(criteria: Sequence[Criterion]) -> bool:
+    """Whether `_text`/`_content` is searched, here or inside a chain or `_has`."""
+    for crit in criteria:
+        inner = crit.inner if isinstance(crit, ChainClause | HasClause) else None
+        if (inner is not None and _mentions_words([inner])) or (
+            isinstance(crit, Clause) and crit.kind in ("text", "content")
+        ):
+            return True
+    return False
 
 
 LowBounds = tuple[int | None, int | None]  # [lower, upper) on a date entry's `low`; None: no bound
@@ -1001,7 +1070,8 @@ def _where(builder: _Builder, query: SearchQuery, best: Drive | None, *, by_type
     if types:
         conds.append(_in("r.type" if by_type_index else "+r.type", types))
     for i, crit in enumerate(query.criteria):
-        if best is None or best[1] != i:  # the driving set already applies its own criterion
+        # The driving set already applies its own criterion, unless it holds more (_superset_drive).
+        if best is None or best[1] != i or _superset_drive(crit):
             conds.append(builder.exists(crit, types, "r"))
     if query.compartment is not None:
         conds.append(_compartment_sql([query.compartment], "r"))
