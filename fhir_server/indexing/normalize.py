@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/search.html (string, date, number and quantity matching 
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -197,7 +198,10 @@ def number_bounds(s: str) -> tuple[float, float, float]:
 
 
 def _number_text(value: Any) -> str | None:
-    """The textual form of a JSON number (bools are not numbers here)."""
+    """The textual form of a JSON number (bools are not numbers here). Request bodies parse numbers
+    with a fraction or exponent as Decimal (jsonio), whose str is the number as written."""
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     return value if isinstance(value, str) else repr(value)
@@ -209,9 +213,10 @@ def json_number_bounds(value: Any) -> tuple[float, float, float] | None:
     if text is None:
         return None
     try:
-        return number_bounds(text)
+        bounds = number_bounds(text)
     except ValueError:
         return None
+    return bounds if all(math.isfinite(b) for b in bounds) else None  # beyond a double: unsearchable
 
 
 def _safe_bounds(value: Any) -> tuple[int, int] | None:

@@ -262,3 +262,41 @@ async def test_a_cursor_shows_nothing_of_what_it_holds(app_client: httpx.AsyncCl
     assert b"999000" not in raw and b"urn:nhs" not in raw
     second = (await app_client.get(next_url(first))).json()
     assert [e["resource"]["id"] for e in second["entry"]] == ["n1"]
+
+
+async def test_decimals_sent_over_http_are_searchable(app_client: httpx.AsyncClient) -> None:
+    """Numbers with a fraction or exponent (parsed exactly, as Decimal) are indexed like any other:
+    by value, prefix, unit, `:missing` and `_sort`, from PUT, POST and a transaction alike."""
+
+    def obs(id: str, value: str) -> bytes:
+        quantity = f'{{"value":{value},"system":"http://unitsofmeasure.org","code":"mmol/L"}}'
+        body = f'{{"resourceType":"Observation","id":"{id}","status":"final","code":{{"text":"glucose"}},'
+        return (body + f'"valueQuantity":{quantity}}}').encode()
+
+    for id, value in [("o1", "6.3"), ("o2", "1e1"), ("o3", "5")]:
+        assert (
+            await app_client.put(f"Observation/{id}", content=obs(id, value), headers=FHIR_JSON)
+        ).is_success
+    created = await app_client.post(
+        "Observation", content=obs("x", "7.25").replace(b'"id":"x",', b""), headers=FHIR_JSON
+    )
+    assert created.status_code == 201
+    risk = (
+        b'{"resourceType":"RiskAssessment","id":"r1","status":"final","subject":{"reference":"Patient/p1"},'
+    )
+    risk += b'"prediction":[{"probabilityDecimal":0.02}]}'
+    assert (await app_client.put("RiskAssessment/r1", content=risk, headers=FHIR_JSON)).is_success
+
+    async def found(resource_type: str, **params: str) -> list[str]:
+        bundle = (await app_client.get(resource_type, params=params)).json()
+        return [e["resource"].get("id") for e in bundle.get("entry", [])]
+
+    assert await found("Observation", **{"value-quantity": "6.3"}) == ["o1"]
+    assert await found("Observation", **{"value-quantity": "6.3|http://unitsofmeasure.org|mmol/L"}) == ["o1"]
+    assert len(await found("Observation", **{"value-quantity": "gt6"})) == 3  # 6.3, 10 and 7.25
+    assert await found("Observation", **{"value-quantity": "10"}) == ["o2"]  # stored as 1e1
+    assert len(await found("Observation", **{"value-quantity:missing": "false"})) == 4
+    values = (await app_client.get("Observation", params={"_sort": "value-quantity"})).json()["entry"]
+    assert [e["resource"]["valueQuantity"]["value"] for e in values] == [5, 6.3, 7.25, 10]
+    assert await found("RiskAssessment", probability="0.02") == ["r1"]
+    assert await found("RiskAssessment", **{"probability:missing": "true"}) == []
