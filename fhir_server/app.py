@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from fhir_server.http.errors import CatchAll, install_error_handlers
 from fhir_server.http.fast_get import FastGet
 from fhir_server.http.responses import is_lenient
 from fhir_server.http.routes import fhir_router
+from fhir_server.indexing.entries import INDEX_VERSION
 from fhir_server.portal.picker import patients_for_user
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.planning import Planner
@@ -30,6 +32,8 @@ from smart_auth import AuthConfig, AuthService
 FHIR_PREFIX = "/fhir"
 AUTH_PREFIX = "/auth"
 # Served without a token (SMART: discovery and the CapabilityStatement are public).
+log = logging.getLogger(__name__)
+
 OPEN_PATHS = (FHIR_PREFIX + "/metadata", FHIR_PREFIX + "/.well-known/smart-configuration")
 
 
@@ -43,6 +47,19 @@ def make_store(settings: Settings) -> Store:
     from fhir_server.storage.sqlite import SqliteStore
 
     return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+
+
+async def _warn_if_index_is_older(store: Store) -> None:
+    """An index made by an older version misses what that version did not extract (see
+    INDEX_VERSION): the server runs, and says how to bring it up to date."""
+    version = await store.index_version()
+    if version < INDEX_VERSION:
+        log.warning(
+            "The search index was made by an older version of this server (index version %d, now %d):"
+            " some searches miss resources until `fhir-server reindex` is run on this store",
+            version,
+            INDEX_VERSION,
+        )
 
 
 def make_auth(settings: Settings, store: Store) -> AuthService | None:
@@ -74,6 +91,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.open()
+        await _warn_if_index_is_older(the_store)
         if auth is not None:
             await auth.open()
         try:

@@ -1,4 +1,4 @@
-"""`fhir-server`: serve the API, import data. Long work shows a rich progress bar."""
+"""`fhir-server`: serve the API, import data, reindex. Long work shows a rich progress bar."""
 
 from __future__ import annotations
 
@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=os.cpu_count() or 1, help="processes that validate and index (0: none)"
     )
     load.set_defaults(run=_import)
+
+    reindex = commands.add_parser(
+        "reindex", help="make the search index again from the stored resources (after an upgrade)"
+    )
+    _storage_options(reindex)
+    reindex.set_defaults(run=_reindex)
 
     from smart_auth.cli import add_auth_commands
 
@@ -151,6 +157,30 @@ async def _import_files(settings: Settings, files: list[Path], workers: int) -> 
     finally:
         await store.close()
     return failed
+
+
+def _reindex(args: argparse.Namespace) -> None:
+    asyncio.run(_reindex_store(_settings(args)))
+
+
+async def _reindex_store(settings: Settings) -> int:
+    """Every current resource's entries made again by this version's extraction. The server may
+    keep running meanwhile: each batch is one write, and no version changes."""
+    from fhir_server.app import make_store
+    from fhir_server.indexing.entries import INDEX_VERSION
+    from fhir_server.rest.writes import stored_index
+
+    store = make_store(settings)
+    await store.open()
+    try:
+        before, total = await store.index_version(), (await store.stats()).resources
+        with _progress() as progress:
+            task = progress.add_task(f"reindex (index version {before} -> {INDEX_VERSION})", total=total)
+            done = await store.reindex(stored_index, progress=lambda n: progress.advance(task, n))
+        console.print(f"{done} resources reindexed; the index is at version {INDEX_VERSION}")
+        return done
+    finally:
+        await store.close()
 
 
 def _count_resources(path: Path) -> int | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.errors import ConditionConflict, Conflict, PreconditionFailed, VersionConflict
+from fhir_server.indexing.entries import IndexEntry
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.storage.port import StoredResource, WriteOp
 
@@ -50,9 +51,7 @@ def decode(body: bytes) -> Json:
     return value
 
 
-def plan_put(
-    resource: Json, id: str, expected_version: int, now: datetime, method: str = "PUT"
-) -> WriteOp:
+def plan_put(resource: Json, id: str, expected_version: int, now: datetime, method: str = "PUT") -> WriteOp:
     """A WriteOp storing `resource` as version expected_version + 1 of `Type/id`."""
     stamped = stamp(resource, id, expected_version + 1, now)
     entries = extract_entries(stamped)
@@ -66,6 +65,13 @@ def plan_put(
         compartments=patient_compartments(stamped, entries),
         method=method,
     )
+
+
+def stored_index(resource_type: str, id: str, body: bytes) -> tuple[list[IndexEntry], tuple[str, ...]]:
+    """The index entries and compartments of a stored body, as `plan_put` made them (for reindex)."""
+    resource = decode(body)
+    entries = extract_entries(resource)
+    return entries, patient_compartments(resource, entries)
 
 
 def plan_delete(current: StoredResource, now: datetime) -> WriteOp:

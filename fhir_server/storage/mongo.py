@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import AsyncMongoClient, IndexModel
@@ -24,11 +25,19 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from fhir_server.errors import ConditionConflict, VersionConflict
+from fhir_server.indexing.entries import INDEX_VERSION
 from fhir_server.instants import to_micros
 from fhir_server.storage import mongo_docs as layout
 from fhir_server.storage.cursors import CursorSealer, new_key
 from fhir_server.storage.mongo_paging import KeysetMemo, after_filter
-from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
+from fhir_server.storage.port import (
+    HistoryPage,
+    HistoryQuery,
+    IndexOf,
+    StoredResource,
+    StoreStats,
+    WriteOp,
+)
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.client_session import AsyncClientSession
@@ -41,6 +50,8 @@ Doc = dict[str, Any]
 # Fields a read returns: everything but the index, sort keys and routing data.
 _STORED_FIELDS = {"type": 1, "id": 1, "version": 1, "last_updated": 1, "deleted": 1, "method": 1, "body": 1}
 _HISTORY_ORDER = [("last_updated", -1), ("seq", -1)]
+REINDEX_BATCH = 1000  # resources reindexed per round trip
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # (reindex builds WriteOps only to reuse the layout)
 
 
 class MongoStore:
@@ -95,6 +106,11 @@ class MongoStore:
         found = await meta.find_one({"_id": "cursor-key"})
         assert found is not None
         self.cursors = CursorSealer(bytes(found["value"]))
+        # The INDEX_VERSION of the stored entries: the current one for a new store, else 1 (made
+        # before versions were recorded) until `reindex` records the current one.
+        empty = await self.resources.find_one({}, {"_id": 1}) is None
+        version = INDEX_VERSION if empty else 1
+        await meta.update_one({"_id": "index-version"}, {"$setOnInsert": {"value": version}}, upsert=True)
 
     async def _create_indexes(self) -> None:
         by_collection: dict[str, list[IndexModel]] = {}
@@ -102,6 +118,41 @@ class MongoStore:
             by_collection.setdefault(name, []).append(IndexModel(list(keys), **options))
         for name, models in by_collection.items():
             await self._collection(name).create_indexes(models)
+
+    async def index_version(self) -> int:
+        found = await self._collection(layout.META).find_one({"_id": "index-version"})
+        return int(found["value"]) if found else 1
+
+    async def reindex(self, index_of: IndexOf, *, progress: Callable[[int], None] | None = None) -> int:
+        """Batch by batch in `_id` order; each document is updated only if still at the version
+        read, so a write racing with the reindex keeps the entries it made. The partition key is
+        left as it is (moving a document between shards is a delete and an insert)."""
+        done, after = 0, ""
+        fields = {"type": 1, "id": 1, "version": 1, "body": 1}
+        while True:
+            found = self.resources.find(
+                {"_id": {"$gt": after}, "deleted": False}, fields, sort=[("_id", 1)], limit=REINDEX_BATCH
+            )
+            batch = await found.to_list(None)
+            if not batch:
+                break
+            for doc in batch:
+                entries, compartments = index_of(doc["type"], doc["id"], bytes(doc["body"]))
+                op = WriteOp(doc["type"], doc["id"], 0, _EPOCH, b"", entries, compartments)
+                changes = {
+                    "compartments": layout.compartments(op),
+                    "ix": [layout.entry_doc(e) for e in dict.fromkeys(entries)],
+                    "sk": layout.sort_keys(entries),
+                }
+                await self.resources.update_one(
+                    {"_id": doc["_id"], "version": doc["version"]}, {"$set": changes}
+                )
+            done, after = done + len(batch), batch[-1]["_id"]
+            if progress is not None:
+                progress(len(batch))
+        meta = self._collection(layout.META)
+        await meta.update_one({"_id": "index-version"}, {"$set": {"value": INDEX_VERSION}}, upsert=True)
+        return done
 
     async def close(self) -> None:
         if self._client is not None:

@@ -12,7 +12,7 @@ and index entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -101,6 +101,10 @@ class HistoryPage:
     next_offset: int | None = None
 
 
+# (resource type, id, stored body) -> the resource's index entries and patient compartments.
+IndexOf = Callable[[str, str, bytes], tuple[Sequence[IndexEntry], tuple[str, ...]]]
+
+
 @dataclass
 class StoreStats:
     resources: int = 0
@@ -135,3 +139,14 @@ class Store(Protocol):
     async def search(self, query: SearchQuery) -> SearchPage: ...
 
     async def stats(self) -> StoreStats: ...
+
+    async def index_version(self) -> int:
+        """The `INDEX_VERSION` the store's index entries were made with (an empty store opens with
+        the current one; a store from before versions were recorded answers 1)."""
+        ...
+
+    async def reindex(self, index_of: IndexOf, *, progress: Callable[[int], None] | None = None) -> int:
+        """Make every current resource's index entries and compartments again with `index_of` from
+        its stored body, in batches, without new versions; then record `INDEX_VERSION`. Returns how
+        many resources were reindexed. Safe while the server runs: each batch is one write."""
+        ...

@@ -23,10 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from fhir_server.errors import ConditionConflict, VersionConflict
+from fhir_server.indexing.entries import INDEX_VERSION
 from fhir_server.instants import from_micros, to_micros
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.cursors import CursorSealer, new_key
-from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource, StoreStats, WriteOp
+from fhir_server.storage.port import (
+    HistoryPage,
+    HistoryQuery,
+    IndexOf,
+    StoredResource,
+    StoreStats,
+    WriteOp,
+)
 from fhir_server.storage.sqlite_checkpoint import Checkpointer
 
 if TYPE_CHECKING:
@@ -43,6 +51,8 @@ BUSY_SECONDS = 30.0  # how long a statement waits for another process's write lo
 # Opening waits longer: the first opening after an upgrade builds new indexes (seconds at 1M
 # resources, more on a larger store) while every other worker process opens the same file.
 OPEN_WAIT_SECONDS = 600.0
+REINDEX_BATCH = 1000  # resources reindexed per write transaction
+_INDEX_VERSION = "index-version"  # store_meta: the INDEX_VERSION of the stored entries
 _IN_LIMIT = 500  # ids bound in one `IN (...)`: well under SQLite's limit on host parameters
 
 CORE_SCHEMA = [
@@ -129,6 +139,7 @@ class SqliteStore:
                 self._writer.execute(statement)
             sqlite_index.fill_date_spans(self._writer)
             sqlite_index.fill_word_index(self._writer)
+            _record_index_version(self._writer)
             # The key that seals paging cursors: made once, then the same for every process.
             self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
             key = self._writer.execute("SELECT value FROM store_meta WHERE name = 'cursor-key'").fetchone()[0]
@@ -216,6 +227,29 @@ class SqliteStore:
             return StoreStats(resources=live, versions=versions)
 
         return await self._in_reader(count)
+
+    async def index_version(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (_INDEX_VERSION,)).fetchone()
+            return int(row[0]) if row else 1
+
+        return await self._in_reader(read)
+
+    async def reindex(self, index_of: IndexOf, *, progress: Callable[[int], None] | None = None) -> int:
+        assert self._write_pool is not None and self._writer is not None, "store is not open"
+        writer, loop = self._writer, asyncio.get_running_loop()
+        done, after = 0, 0
+        while True:
+            count, after = await loop.run_in_executor(
+                self._write_pool, _reindex_batch, writer, index_of, after, REINDEX_BATCH
+            )
+            if not count:
+                break
+            done += count
+            if progress is not None:
+                progress(count)
+        await loop.run_in_executor(self._write_pool, _record_index_version, writer, INDEX_VERSION)
+        return done
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -306,6 +340,40 @@ def _resource_rows(
             f"SELECT id, res, version FROM resource WHERE type = ? AND id IN ({marks})",
             (resource_type, *part),
         )
+
+
+def _record_index_version(conn: sqlite3.Connection, version: int | None = None) -> None:
+    """Record `version`; without one, a store opened for the first time takes INDEX_VERSION if it
+    holds no resources yet, else 1 (made before versions were recorded)."""
+    if version is not None:
+        with _transaction(conn):
+            conn.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (_INDEX_VERSION, version))
+        return
+    empty = conn.execute("SELECT 1 FROM resource LIMIT 1").fetchone() is None
+    conn.execute(
+        "INSERT OR IGNORE INTO store_meta VALUES (?, ?)", (_INDEX_VERSION, INDEX_VERSION if empty else 1)
+    )
+
+
+def _reindex_batch(conn: sqlite3.Connection, index_of: IndexOf, after: int, size: int) -> tuple[int, int]:
+    """Index again the next `size` live resources after `res` = `after`, in one transaction:
+    (how many, the last res)."""
+    with _transaction(conn):
+        rows = conn.execute(
+            "SELECT r.res, r.type, r.id, v.body FROM resource r JOIN version v"
+            " ON v.res = r.res AND v.version = r.version WHERE r.res > ? AND r.deleted = 0"
+            " ORDER BY r.res LIMIT ?",
+            (after, size),
+        ).fetchall()
+        pending: sqlite_index.Rows = {}
+        for res, resource_type, id, body in rows:
+            entries, compartments = index_of(resource_type, id, body or b"")
+            conn.execute("DELETE FROM compartment WHERE res = ?", (res,))
+            sqlite_index.delete_entries(conn, res)
+            pending.setdefault("compartment", []).extend((res, c) for c in dict.fromkeys(compartments))
+            sqlite_index.add_entry_rows(pending, res, resource_type, entries)
+        sqlite_index.insert_rows(conn, pending)
+    return len(rows), rows[-1][0] if rows else after
 
 
 class _transaction:
