@@ -15,10 +15,11 @@ index only has to find every resource that might match (a superset), never judge
   between SQLite versions could make a later delete differ from the insert it undoes.
 - A query word is searched as a quoted prefix (`"word"*`), which FTS5 tokenizes the same way as the
   text: a word with ASCII punctuation becomes a phrase that matches a superset.
-- Filled from `ix_words` when a store made before it is opened (`fill`: ~3 s at 1M resources).
+- Filled from `ix_words` when a store made before it is opened (`fill`: seconds at 1M resources).
 
 A build of SQLite without FTS5 runs as before: `AVAILABLE` is false, and every word search reads the
-lists. Do not run an older build of this server on a store this version has opened: it would not
+lists (and the index is made afresh when a SQLite with FTS5 opens the store again). Do not run an
+older build of this server on a store this version has opened: it would not
 keep the index, and this one would then miss what the older one wrote.
 """
 
@@ -54,10 +55,16 @@ SCHEMA: list[str] = [_SCHEMA] if AVAILABLE else []
 
 
 def fill(conn: sqlite3.Connection, pids: dict[str, int]) -> None:
-    """Index every word list already in `ix_words`, once per store (in the transaction that creates
-    the table, so no search meets it empty while `ix_words` is not)."""
-    if not AVAILABLE or conn.execute("SELECT 1 FROM store_meta WHERE name = ?", (_MARK,)).fetchone():
+    """Index every word list in `ix_words` unless the store is marked as indexed (in the transaction
+    that creates the table, so no search meets it empty while `ix_words` is not). A store opened by
+    a SQLite without FTS5 loses the mark, since its writes then leave the index behind: the next
+    opening with FTS5 indexes it afresh."""
+    if not AVAILABLE:
+        conn.execute("DELETE FROM store_meta WHERE name = ?", (_MARK,))
         return
+    if conn.execute("SELECT 1 FROM store_meta WHERE name = ?", (_MARK,)).fetchone():
+        return
+    conn.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('delete-all')")
     conn.execute(
         f"INSERT INTO {TABLE}(rowid, t, c) SELECT res, max(CASE WHEN pid = ? THEN words END),"
         " max(CASE WHEN pid = ? THEN words END) FROM ix_words GROUP BY res",

@@ -190,3 +190,31 @@ async def test_a_store_made_before_the_index_has_it_filled_on_opening(tmp_path: 
         assert found(db, "DocumentReference?_content=renal") == ["a"]
     finally:
         await store.close()
+
+
+async def test_writes_without_fts5_make_the_next_opening_with_it_index_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written by a SQLite without FTS5 (its index left behind) is indexed afresh when a
+    SQLite with FTS5 opens it again: nothing written meanwhile is missed, nothing deleted is kept."""
+    db = tmp_path / "moved.sqlite3"
+    store = SqliteStore(db)
+    await store.open()
+    await write(store, letter("a", "cardiology"), letter("b", "renal"))
+    await store.close()
+    monkeypatch.setattr(sqlite_words, "AVAILABLE", False)
+    store = SqliteStore(db)
+    await store.open()
+    await write(store, letter("c", "cardiology"))
+    await delete(store, "a", 1)
+    await store.close()
+    assert found(db, "DocumentReference?_content=cardiology") == ["c"]  # by the word lists alone
+    monkeypatch.setattr(sqlite_words, "AVAILABLE", True)
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert uses_index(db, "DocumentReference?_content=cardiology")
+        assert found(db, "DocumentReference?_content=cardiology") == ["c"]
+        assert len(candidates(db, "cardiology")) == 1  # "c" only: "a", deleted meanwhile, is gone
+    finally:
+        await store.close()
