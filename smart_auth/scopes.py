@@ -4,13 +4,15 @@ https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html
 
 The server grants scope strings exactly as the app asked for them (v1 scopes are echoed as v1), so
 parsing here only answers two questions: is a scope well formed, and does a registered (allowed or
-pre-authorised) scope cover a requested one. Query narrowing is the FHIR side's business.
+pre-authorised) scope cover a requested one. Query narrowing is the FHIR side's business; a granular
+scope is well formed only with simple criteria (no chains, `_has`, `_list`: `simple_criteria`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 CONTEXTS = ("patient", "user", "system")
 # Scopes that are not about FHIR resources and that this server understands. `auth-admin` (the admin
@@ -32,6 +34,11 @@ NON_CLINICAL = frozenset(
 _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 _CLINICAL = re.compile(r"^(patient|user|system)/([A-Z][A-Za-z]*|\*)\.([a-z*]+)(?:\?(.+))?$")
 _V2_PERMISSIONS = re.compile(r"^c?r?u?d?s?$")
+# One granular criterion: a parameter of the type itself, `code` or `code:modifier`, or one of the
+# `_` parameters judged on the resource's own data. No chains (`a.b`), `_has`, `_list`, result
+# parameters: the resource server judges scope criteria outside the caller's reach.
+_SIMPLE_PARAM = re.compile(r"(?:[a-z][A-Za-z0-9-]*|_id|_security|_tag)(?::[A-Za-z][A-Za-z-]*)?")
+_LOOKUP_MODIFIERS = frozenset({"in", "not-in"})  # a value set: another resource again
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +64,25 @@ def parse_clinical(scope: str) -> ClinicalScope | None:
         return ClinicalScope(context, resource_type, frozenset(_V1_PERMISSIONS[permissions]), None, True)
     if not _V2_PERMISSIONS.match(permissions):
         return None  # v2 letters must appear in c r u d s order
+    if query is not None and not simple_criteria(query):
+        return None
     return ClinicalScope(context, resource_type, frozenset(permissions), query, False)
+
+
+def simple_criteria(query: str) -> bool:
+    """Whether a granular scope's `param=value&...` names only simple parameters, each with a value.
+
+    SMART granular scopes are `category=` / `code=`-style filters. Whether each parameter exists for
+    the type is the resource server's business (it grants nothing for one it does not know).
+    """
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return False
+    return bool(pairs) and all(
+        value and _SIMPLE_PARAM.fullmatch(name) and name.partition(":")[2] not in _LOOKUP_MODIFIERS
+        for name, value in pairs
+    )
 
 
 def is_known(scope: str) -> bool:

@@ -2,7 +2,8 @@
 
 Grammar (v2): `(patient|user|system)/(Type|*).[c][r][u][d][s]` with the letters in that order, each
 at most once, optionally followed by `?param=value&...` (a granular scope: the search criteria a
-resource must meet). v1: `.read` = `rs`, `.write` = `cud`, `.*` = `cruds`.
+resource must meet, simple parameters of the type only, no chains, `_has` or `_list`).
+v1: `.read` = `rs`, `.write` = `cud`, `.*` = `cruds`.
 
 Scopes that say nothing about data (`openid`, `fhirUser`, `launch`, `launch/patient`,
 `offline_access`, `online_access`, ...) are not data scopes: `parse_scope` answers None for them.
@@ -19,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from fhir_server.errors import BadRequest
 from fhir_server.search.parse import parse_search
-from fhir_server.search.query import Criterion
+from fhir_server.search.query import Clause, Criterion
 
 ContextKind = Literal["patient", "user", "system"]
 Letter = Literal["c", "r", "u", "d", "s"]
@@ -28,6 +29,8 @@ _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SHAPE = re.compile(r"(patient|user|system)/([A-Za-z]+|\*)\.([A-Za-z*]+)(\?(.*))?", re.DOTALL)
 # v2 letters: each of c r u d s at most once, in that order, at least one.
 _V2_LETTERS = re.compile(r"(?=.)c?r?u?d?s?")
+# The `_` parameters a granular scope may use: each is judged on the resource's own data.
+_OWN_SPECIAL = ("_id", "_security", "_tag")
 
 
 class InvalidScope(ValueError):
@@ -74,18 +77,29 @@ def parse_scope(text: str) -> Scope | None:
 
 
 def _criteria(resource_type: str, query: str) -> tuple[Criterion, ...]:
-    """`category=...|vital-signs&code=...` -> the search criteria, parsed as a search would be."""
+    """`category=...|vital-signs&code=...` -> the search criteria, parsed as a search would be.
+
+    Only simple parameters of the type itself (`name` or `name:modifier`): storage judges these
+    criteria WITHOUT the caller's access filter (they are part of it), so a chain (`focus:Patient.
+    family=`), a `_has`, a `_list` or a value set (`:in`) would read resources out of the caller's
+    reach and answer, through `total`, questions about them (SMART granular scopes are for
+    `category=` / `code=`-style filters).
+    """
     if resource_type == "*":
         raise InvalidScope("a granular scope needs a resource type, not '*'")
     params = parse_qsl(query, keep_blank_values=True)
     if not params:
         raise InvalidScope(f"the granular part '?{query}' has no parameters")
-    if any(name.startswith("_") and name not in ("_id", "_security", "_tag") for name, _ in params):
-        raise InvalidScope("a granular scope may not page, sort, include or chain by _has")
+    if any(name.startswith("_") and name not in _OWN_SPECIAL for name, _ in params):
+        raise InvalidScope("a granular scope may not page, sort, include, search text or chain by _has")
+    if any("." in name for name, _ in params):
+        raise InvalidScope("a granular scope may not chain to other resources")
     try:
         parsed = parse_search(resource_type, params, strict=True)
     except BadRequest as error:
         raise InvalidScope(f"the granular part '?{query}' is not a valid search: {error.message}") from None
+    if not all(isinstance(c, Clause) for c in parsed.query.criteria):  # whatever spelling made one
+        raise InvalidScope("a granular scope may only use the resource's own search parameters")
     return parsed.query.criteria
 
 

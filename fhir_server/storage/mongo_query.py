@@ -494,7 +494,8 @@ def type_rule_filter(
     resource_type: str, groups: tuple[tuple[Criterion, ...], ...], resolved: Resolved
 ) -> Doc:
     """Resources of another type pass; those of `resource_type` must meet every criterion of one
-    group. Rule criteria are not themselves access-narrowed (as in the SQLite adapter)."""
+    group. Rule criteria are not themselves access-narrowed (as in the SQLite adapter): they hold
+    only plain clauses on the resource's own entries (access/scopes.py refuses chains and _has)."""
     met = any_of([all_of([criterion_filter(c, None, resolved) for c in group]) for group in groups])
     return any_of([{"type": {"$ne": resource_type}}, met])
 

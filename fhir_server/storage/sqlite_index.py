@@ -750,7 +750,10 @@ class _Builder:
         return sql, [*on_p[1], *on_r[1]]
 
     def _rule_sql(self, resource_type: str, any_of: tuple[tuple[Criterion, ...], ...], r: str) -> Sql:
-        inner = _Builder(None, self.counter + 1000)  # rules themselves are not access-narrowed
+        # Rules themselves are not access-narrowed: they are part of the access filter. That is safe
+        # because a rule holds only plain clauses on the resource's own entries (access/scopes.py
+        # refuses chains, _has and _list in granular scopes); a chain here would read out of reach.
+        inner = _Builder(None, self.counter + 1000)
         groups = _any_of(_all_of(inner.exists(c, (resource_type,), r) for c in group) for group in any_of)
         self.counter = inner.counter
         return f"({r}.type <> ? OR {groups[0]})", [resource_type, *groups[1]]

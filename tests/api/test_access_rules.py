@@ -409,6 +409,78 @@ async def test_granular_scope_returns_vital_signs_only(client: httpx.AsyncClient
     assert body["total"] == 1 and not any(link["relation"] == "next" for link in body["link"])
 
 
+async def test_granular_scope_by_category_code_alone(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`?category=vital-signs` (any system) narrows as the full system|code form does."""
+    scope = "patient/Observation.rs?category=vital-signs"
+    vitals = token("patient", scope, fhir_user="Patient/p1", patient="p1")
+    monkeypatch.setitem(TOKENS, "p1-vitals-code", vitals)
+    assert await ids(client, "p1-vitals-code", "Observation") == ["o1v"]
+    assert await ids(client, "p1-vitals-code", "Observation?category=laboratory") == []
+
+
+ORACLE_SCOPES = [
+    "patient/Observation.rs?focus:Patient.family=Famp2",
+    "patient/Observation.rs?focus.family=Famp2",
+    "patient/Observation.rs?focus:Patient._has:DocumentReference:subject:description=Dermatology",
+    f"patient/Observation.rs?category={VITALS}&focus:Patient.birthdate=lt2000",
+]
+
+
+@pytest.mark.parametrize("scope", ORACLE_SCOPES)
+async def test_granular_scope_criteria_cannot_probe_another_patient(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, scope: str
+) -> None:
+    """p1 writes an Observation of their own whose focus is p2, then asks for a scope whose criteria
+    chain through that focus: the answer must not depend on p2's data (the rule is judged outside
+    the access filter, so a chain there would read p2's name, birth date or letters). The scope
+    grants nothing: not the type without its criteria either."""
+    probing = token("patient", f"{scope} patient/Patient.rs", fhir_user="Patient/p1", patient="p1")
+    monkeypatch.setitem(TOKENS, "p1-probe", probing)
+    probe = obs("probe", "p1", "vital-signs", None, focus=[{"reference": "Patient/p2"}])
+    assert (await client.post("Observation", json=probe, headers=auth("p1"))).status_code == 201
+
+    async def answer() -> tuple[int, object]:
+        url = "Observation?code:text=vital-signs&_summary=count"
+        response = await client.get(url, headers=auth("p1-probe"))
+        return response.status_code, response.json().get("total")
+
+    async def p2_is(family: str, born: str, letter: str) -> None:
+        p2 = {**patient("p2", "trust"), "name": [{"family": family}], "birthDate": born}
+        assert (await client.put("Patient/p2", json=p2, headers=auth("system"))).status_code == 200
+        doc = {
+            "resourceType": "DocumentReference",
+            "id": "d2",
+            "status": "current",
+            "subject": {"reference": "Patient/p2"},
+            "description": letter,
+            "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}],
+        }
+        assert (await client.put("DocumentReference/d2", json=doc, headers=auth("system"))).status_code in (
+            200,
+            201,
+        )
+
+    await p2_is("Famp2", "1990-01-01", "Dermatology clinic")
+    matching = await answer()
+    await p2_is("Zzz", "2010-01-01", "Fracture clinic")
+    assert await answer() == matching
+    assert matching[0] == 403  # no usable scope for Observation: the chained one grants nothing
+
+
+async def test_granular_scope_with_an_unknown_parameter_grants_nothing(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A criterion the server cannot judge is not dropped from the scope (which would widen it to every
+    Observation): the whole scope grants nothing."""
+    scopes = "patient/Observation.rs?nonsense=1 patient/Patient.rs"
+    monkeypatch.setitem(TOKENS, "p1-unknown", token("patient", scopes, fhir_user="Patient/p1", patient="p1"))
+    assert (await client.get("Observation", headers=auth("p1-unknown"))).status_code == 403
+    assert (await client.get("Observation/o1v", headers=auth("p1-unknown"))).status_code == 403
+    assert await ids(client, "p1-unknown", "Patient") == ["p1"]
+
+
 # -- carers ----------------------------------------------------------------------------------------------
 
 

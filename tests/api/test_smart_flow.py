@@ -186,6 +186,17 @@ async def test_consent_page_lets_the_user_untick_scopes(auth: Auth) -> None:
     )
 
 
+async def test_granular_scope_with_a_chain_is_not_granted(auth: Auth) -> None:
+    """A scope whose criteria chain to other resources is dropped from the grant (the token's `scope`
+    says so); the plain granular scope beside it is granted as asked."""
+    chained = "patient/Observation.rs?focus:Patient.family=Smith"
+    reverse = "patient/Observation.rs?focus:Patient._has:DocumentReference:subject:description=Dermatology"
+    scope = f"launch/patient {chained} {reverse} {VITALS}"
+    token, _ = await login_and_token(auth, "alice", "alice-password", scope)
+    assert token["scope"] == f"launch/patient {VITALS}"
+    assert auth[0].verify_access_token(token["access_token"]).scopes == ("launch/patient", VITALS)
+
+
 async def test_carer_with_two_patients_chooses_one_on_the_picker(auth: Auth) -> None:
     """A carer acting for two patients sees the picker; the chosen one is the launch context."""
     _, client = auth

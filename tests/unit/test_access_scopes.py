@@ -79,6 +79,52 @@ def test_malformed_data_scopes_are_refused(text: str) -> None:
         parse_scope(text)
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "focus:Patient.family=W",  # a chain: judged on another resource, outside the caller's reach
+        "focus.family=W",
+        "focus:Patient._has:DocumentReference:subject:description=Dermatology",
+        "has-member:Observation.subject:Patient.name=W",
+        "_has:Observation:has-member:status=final",  # a reverse chain
+        "_list=42",  # the members of a List: another resource again
+        f"category={VITALS}&subject:Patient.birthdate=lt2000",  # one bad part spoils the scope
+        "_text=W",  # result, text and paging parameters do not narrow by the resource's own data
+        "_include=Observation:subject",
+        "_sort=date",
+        "code:in=http://example.org/vs",  # a value set: another resource again
+        "category=",  # an empty value means no criterion at all
+    ],
+)
+def test_granular_criteria_are_only_simple_parameters_of_the_type(query: str) -> None:
+    """A granular scope narrows by the resource's own search values; chains, _has and anything that
+    reads other resources are refused, since storage applies the rule without the access filter."""
+    with pytest.raises(InvalidScope):
+        parse_scope(f"patient/Observation.rs?{query}")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "category=vital-signs",
+        "code=http://loinc.org|8867-4,http://loinc.org|8480-6",
+        "category:not=laboratory",
+        "code:text=pulse",
+        "focus=Patient/p2",  # the resource's own reference, not the resource it points at
+        "focus:Patient=p2",
+        "subject:identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018",
+        "value-quantity=gt100",
+        "date=ge2020",
+        "status:missing=false",
+        f"_security=http://fhir.patientsknowbest.com/codesystem/privacy-label|GENERAL_HEALTH&category={VITALS}",
+        "_tag=x&_id=o1",
+    ],
+)
+def test_simple_granular_criteria_are_accepted(query: str) -> None:
+    scope = parse_scope(f"patient/Observation.rs?{query}")
+    assert scope is not None and scope.granular
+
+
 def test_granular_scope_carries_the_search_criteria() -> None:
     """`?category=...|vital-signs` parses exactly as the same search would."""
     scope = parse_scope(f"patient/Observation.rs?category={VITALS}")
@@ -95,6 +141,12 @@ def test_token_scopes_drop_the_malformed_and_the_non_data_ones() -> None:
     """Fail closed: a scope we cannot read grants nothing, and spoils nothing else."""
     scopes = data_scopes(["openid", "patient/Observation.rs", "patient/Foo.zz", "launch/patient"])
     assert [s.text for s in scopes] == ["patient/Observation.rs"]
+
+
+def test_a_token_scope_with_a_chain_grants_nothing() -> None:
+    """Not even the type without its criteria: dropped, never widened to `patient/Observation.rs`."""
+    chained = "patient/Observation.rs?focus:Patient.family=W"
+    assert data_scopes([chained, "patient/Patient.r"]) == data_scopes(["patient/Patient.r"])
 
 
 def test_covers_checks_type_and_letter() -> None:

@@ -86,6 +86,48 @@ def test_granular_allowed_scope_covers_only_the_same_query() -> None:
     assert covers("patient/Observation.rs", allowed)  # an unqualified scope covers a narrower one
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "focus:Patient.family=W",
+        "focus.family=W",
+        "focus:Patient._has:DocumentReference:subject:description=Dermatology",
+        "_has:Observation:has-member:status=final",
+        "_list=42",
+        "category=vital-signs&subject:Patient.birthdate=lt2000",
+        "_include=Observation:subject",
+        "_count=1",
+        "_text=W",
+        "code:in=http://example.org/vs",
+        "category=",
+        "category",
+    ],
+)
+def test_granular_scopes_use_only_simple_parameters(query: str) -> None:
+    """Chains, _has, _list, result parameters and value sets are not granted, even under a wildcard:
+    the resource server judges scope criteria outside the caller's reach."""
+    scope = f"patient/Observation.rs?{query}"
+    assert not is_known(scope)
+    assert not covers("patient/*.cruds", scope)
+    assert within(["launch/patient", scope], ("patient/*.cruds", "launch/patient")) == ["launch/patient"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        "category=vital-signs&status=final",
+        "code:text=pulse",
+        "category:not=laboratory",
+        "focus:Patient=p2",
+        "_security=http://fhir.patientsknowbest.com/codesystem/privacy-label|GENERAL_HEALTH",
+        "_tag=x&_id=1",
+    ],
+)
+def test_simple_granular_scopes_are_granted_under_a_wildcard(query: str) -> None:
+    assert covers("patient/*.cruds", f"patient/Observation.rs?{query}")
+
+
 def test_within_keeps_request_order_and_drops_what_is_not_covered() -> None:
     requested = split("openid patient/Observation.read launch/patient system/*.rs patient/Observation.read")
     assert within(requested, ("patient/*.rs", "openid", "launch/patient")) == [
