@@ -158,8 +158,10 @@ def create_app(
     async def root(request: Request) -> JSONResponse:
         return JSONResponse({"fhir": base_url_of(request), "metadata": base_url_of(request) + "/metadata"})
 
-    async def record_audit(event: dict[str, Any]) -> None:
-        await the_store.write([plan_put(event, new_id(), 0, utc_now(), method="POST")])
+    async def record_audit(events: list[dict[str, Any]]) -> None:
+        """A request's events (one per patient it touched) in one store write."""
+        now = utc_now()
+        await the_store.write([plan_put(event, new_id(), 0, now, method="POST") for event in events])
 
     app.add_middleware(FastGet, prefix=FHIR_PREFIX, context_for=context_for)  # inside the audit layer
     app.add_middleware(AuditMiddleware, record=record_audit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -271,16 +272,46 @@ def test_audit_trail_is_append_only_for_every_caller() -> None:
     assert not append_only(caller("patient", ""), "r", "AuditEvent")
 
 
-def test_audit_event_names_user_app_request_and_patients() -> None:
-    from fhir_server.access.audit import audit_event
+def test_audit_events_name_user_app_request_and_one_patient_each() -> None:
+    """One event per patient, each naming only that patient: an event is in the compartment of every
+    patient it names, so a shared one would show each patient the others."""
+    from fhir_server.access.audit import audit_events
     from fhir_server.access.context import AccessContext
     from fhir_server.validation import validate_resource
 
     access = AccessContext(caller("carer", ""), client_id="app", user="RelatedPerson/r")
-    event = audit_event(access, "GET", "/fhir/Observation?code=x", 200, ["Patient/2", "Patient/1"], NOW)
-    validate_resource(event, expected_type="AuditEvent")
-    assert [e["what"]["reference"] for e in event["entity"]] == ["Patient/1", "Patient/2"]
-    assert event["agent"][1]["who"]["identifier"]["value"] == "app" and event["action"] == "R"
+    events = audit_events(access, "GET", "/fhir/Observation?code=x", 200, ["Patient/2", "Patient/1"], NOW)
+    for event in events:
+        validate_resource(event, expected_type="AuditEvent")
+    assert [[e["what"]["reference"] for e in event["entity"]] for event in events] == [
+        ["Patient/1"],
+        ["Patient/2"],
+    ]
+    assert all(e["agent"][1]["who"]["identifier"]["value"] == "app" and e["action"] == "R" for e in events)
+
+
+@pytest.mark.parametrize(
+    ("target", "described"),
+    [
+        ("/fhir/Observation/o1", "GET /fhir/Observation/o1"),
+        ("/fhir/Patient?name=Smith&birthdate=lt2000&name=Jo", "GET /fhir/Patient?name&birthdate"),
+        ("/fhir/Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%7C9990000018", "GET /fhir/Patient?identifier"),
+        ("/fhir/Observation?subject:Patient.name=Smith", "GET /fhir/Observation?subject:Patient.name"),
+        ("/fhir/Patient?Smith%20Jones", "GET /fhir/Patient?[other]"),
+        ("/fhir/Patient/1/$everything?_count=5", "GET /fhir/Patient/1/$everything?_count"),
+        ("/fhir/Patient/2/Observation", "GET /fhir/Patient/[another patient]/Observation"),
+        ("/fhir/Patient/2", "GET /fhir/Patient/[another patient]"),
+    ],
+)
+def test_audit_events_carry_parameter_names_never_values(target: str, described: str) -> None:
+    """Search values are other people's names and identifiers as often as not; an id in the path
+    names another patient only as "another patient"."""
+    from fhir_server.access.audit import audit_events
+    from fhir_server.access.context import AccessContext
+
+    access = AccessContext(caller("clinician", ""), client_id="app", user="Practitioner/d")
+    [event] = audit_events(access, "GET", target, 200, ["Patient/1"], NOW)
+    assert event["entity"] == [{"what": {"reference": "Patient/1"}, "description": described}]
 
 
 def test_professional_grant_adds_to_the_clinicians_organisation() -> None:
