@@ -25,6 +25,7 @@ from fhir_server.access.policy import (
     Interaction,
     append_only,
     missing_scope,
+    shares_record,
     source_owned,
     types_only,
 )
@@ -44,7 +45,8 @@ def access_of(ctx: Any) -> AccessContext | None:
 
 
 def require_scope(ctx: Any, interaction: Interaction, resource_type: str | None) -> None:
-    """403 unless a scope covers the interaction on the type (and portal users never write demographics)."""
+    """403 unless a scope covers the interaction on the type; portal users never write demographics,
+    and only patients and backend systems write the Consents that share a record."""
     access = access_of(ctx)
     if access is None:
         return
@@ -56,6 +58,11 @@ def require_scope(ctx: Any, interaction: Interaction, resource_type: str | None)
     if resource_type is not None and source_owned(access.caller, LETTER[interaction], resource_type):
         raise Forbidden(
             f"{resource_type} is kept by the source systems (GP / hospital); ask them to change it"
+        )
+    if resource_type is not None and shares_record(access.caller, LETTER[interaction], resource_type):
+        raise Forbidden(
+            f"Only the patient (or the portal back office) may {interaction} the {resource_type}s that "
+            "share their record; ask the patient to change whom they share with"
         )
 
 

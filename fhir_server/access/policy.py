@@ -47,6 +47,9 @@ LETTER: dict[Interaction, Letter] = {
 DENY = AccessFilter(types=frozenset())
 # Demographics are owned by the source systems (GP / hospital PAS): portal users never write them.
 SOURCE_OWNED_TYPES = frozenset({"Patient"})
+# The Consents that share a record (portal.md, Sharing): written by the patient, or the back office.
+SHARING_TYPES = frozenset({"Consent"})
+SHARING_WRITERS: frozenset[Role] = frozenset({"patient", "system"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,16 @@ def append_only(caller: Caller, letter: Letter, resource_type: str) -> bool:
 def source_owned(caller: Caller, letter: Letter, resource_type: str) -> bool:
     """True when a portal user tries to write what the source systems own (demographics)."""
     return caller.role in ("patient", "carer") and letter in "cud" and resource_type in SOURCE_OWNED_TYPES
+
+
+def shares_record(caller: Caller, letter: Letter, resource_type: str) -> bool:
+    """True when someone other than the patient (or a backend system) writes a sharing Consent.
+
+    Grants are read from every stored Consent (consent.py), so whoever may write one decides who
+    sees the record: a carer could widen their own grant, a clinician let in an outsider. Only the
+    patient (within their own compartment, as every write of theirs) and backend clients with
+    system/ write scopes (the portal back office) may create, change or delete them."""
+    return letter in "cud" and resource_type in SHARING_TYPES and caller.role not in SHARING_WRITERS
 
 
 # -- resource level ----------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ Rules the oracle encodes (and the server documents):
   for), `access` = read/search, `correct` = also create/update, never delete;
   clinician: patients whose managingOrganization is theirs; system: everything.
 - portal users (patients, carers) never write Patient (demographics belong to the source systems).
+- the Consents that share a record are written by the patient or a backend system only: carers,
+  professionals, clinicians and admins get 403 for every Consent write.
 - answers: no covering scope -> 403; a resource out of read reach -> 404; readable but not
   writable -> 403; new content out of reach -> 403.
 """
@@ -174,10 +176,18 @@ def demographics(who: Who, letter: str, rtype: str) -> bool:
     return who.role in ("patient", "carer") and letter in "cud" and rtype == "Patient"
 
 
+def sharing(who: Who, letter: str, rtype: str) -> bool:
+    return who.role not in ("patient", "system") and letter in "cud" and rtype == "Consent"
+
+
 def oracle(who: Who, interaction: str, res: Res, shares: dict[str, Share]) -> int:
     """The HTTP status the rules call for."""
     letter = LETTER[interaction]
-    if not has_scope(who, letter, res.type) or demographics(who, letter, res.type):
+    if (
+        not has_scope(who, letter, res.type)
+        or demographics(who, letter, res.type)
+        or sharing(who, letter, res.type)
+    ):
         return 403
     if interaction in ("read", "vread"):
         return 200 if reach(who, "r", res, shares) else 404

@@ -4,7 +4,7 @@ Tokens are mapped to real `smart_auth` AccessToken values by a verifier double s
 `app.state.verify_token`; everything after verification (scopes, Consent grants, filters, storage)
 is the real code. Data: patients p1, p2 (managed by the trust) and p3 (another organisation);
 carer rp1 has a view-only GENERAL_HEALTH grant from p1; Person per1 links rp1 and rp2, and rp2 has
-a view-and-add GENERAL + MENTAL grant from p2.
+a view-and-add GENERAL + MENTAL grant from p2. RelatedPerson rp9 ("outsider") has no grant at all.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ TOKENS: dict[str, AccessToken] = {
     "person": token("carer", "user/*.cruds", fhir_user="Person/per1"),
     "person-p2": token("carer", "patient/*.cruds", fhir_user="Person/per1", patient="p2"),
     "clinician": token("clinician", "user/*.cruds", fhir_user="Practitioner/d1", organization="trust"),
+    "p2": token("patient", "patient/*.cruds", fhir_user="Patient/p2", patient="p2"),
+    "rp2": token("carer", "user/*.cruds", fhir_user="RelatedPerson/rp2"),
+    "outsider": token("carer", "user/*.cruds", fhir_user="RelatedPerson/rp9"),
 }
 
 
@@ -571,3 +574,119 @@ async def test_batch_patch_entry_is_checked(client: httpx.AsyncClient) -> None:
     }
     body = (await client.post("", json=bundle, headers=auth("p1"))).json()
     assert [e["response"]["status"][:3] for e in body["entry"]] == ["404", "200"]
+
+
+# -- who manages the Consents that share a record ------------------------------------------------------
+
+ALL_LABELS = ["GENERAL_HEALTH", "MENTAL_HEALTH", "SEXUAL_HEALTH", "SOCIAL_CARE"]
+
+
+def labelled_grant(patient: str, actor: str, actions: list[str] | None = None) -> Json:
+    """A grant of every label, itself labelled GENERAL_HEALTH (so a carer's label rules would pass it)."""
+    body = consent("ignored", patient, actor, ALL_LABELS, actions or ["access", "correct"])
+    del body["id"]
+    body["meta"] = {"security": [{"system": PKB, "code": "GENERAL_HEALTH"}]}
+    return body
+
+
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+
+
+async def consent_ids(http: httpx.AsyncClient) -> list[str]:
+    return await ids(http, "system", "Consent")
+
+
+async def test_carer_with_view_and_add_cannot_grant_themself_more(client: httpx.AsyncClient) -> None:
+    """A "view and add" carer POSTing a Consent naming themself: 403 OperationOutcome, nothing stored."""
+    response = await client.post(
+        "Consent", json=labelled_grant("p2", "RelatedPerson/rp2"), headers=auth("rp2")
+    )
+    assert response.status_code == 403
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "patient" in outcome["issue"][0]["diagnostics"]
+    assert await consent_ids(client) == ["c1", "c2"]
+
+
+async def test_carer_cannot_grant_a_third_party(client: httpx.AsyncClient) -> None:
+    """A carer's Consent naming someone else is refused, and that person sees nothing."""
+    response = await client.post(
+        "Consent", json=labelled_grant("p2", "RelatedPerson/rp9", ["access"]), headers=auth("person")
+    )
+    assert response.status_code == 403
+    assert await ids(client, "outsider", "Observation") == []
+
+
+async def test_carer_cannot_change_or_remove_the_patients_consent(client: httpx.AsyncClient) -> None:
+    """PUT (e.g. to inactive), PATCH and DELETE of the patient's Consent by their carer: 403 each."""
+    labelled = consent("c2", "p2", "RelatedPerson/rp2", ["GENERAL_HEALTH"], ["access", "correct"])
+    labelled["meta"] = {"security": [{"system": PKB, "code": "GENERAL_HEALTH"}]}  # within rp2's labels
+    assert (await client.put("Consent/c2", json=labelled, headers=auth("system"))).status_code == 200
+    revoked = {**labelled, "status": "inactive"}
+    assert (await client.put("Consent/c2", json=revoked, headers=auth("rp2"))).status_code == 403
+    patch = [{"op": "replace", "path": "/status", "value": "inactive"}]
+    patched = await client.patch(
+        "Consent/c2", content=orjson.dumps(patch), headers={**auth("rp2"), **JSON_PATCH}
+    )
+    assert patched.status_code == 403
+    assert (await client.delete("Consent/c2", headers=auth("rp2"))).status_code == 403
+    assert (await client.get("Consent/c2", headers=auth("system"))).json()["status"] == "active"
+
+
+async def test_clinician_cannot_grant_an_outsider_access(client: httpx.AsyncClient) -> None:
+    """A clinician's Consent for a trust patient naming an outsider: 403, and the outsider sees nothing."""
+    grant = labelled_grant("p1", "RelatedPerson/rp9", ["access"])
+    assert (await client.post("Consent", json=grant, headers=auth("clinician"))).status_code == 403
+    assert await ids(client, "outsider", "Observation") == []
+    assert (await client.delete("Consent/c1", headers=auth("clinician"))).status_code == 403
+    revoked = consent("c1", "p1", "RelatedPerson/rp1", ["GENERAL_HEALTH"], ["access"], status="inactive")
+    assert (await client.put("Consent/c1", json=revoked, headers=auth("clinician"))).status_code == 403
+
+
+async def test_consent_writes_in_bundles_and_conditional_forms_are_refused(client: httpx.AsyncClient) -> None:
+    """Transaction, batch, conditional create/update/delete of Consents by a carer: all 403."""
+    grant = labelled_grant("p2", "RelatedPerson/rp2")
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": grant, "request": {"method": "POST", "url": "Consent"}}],
+    }
+    assert (await client.post("", json=transaction, headers=auth("rp2"))).status_code == 403
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": grant, "request": {"method": "POST", "url": "Consent"}},
+            {"resource": grant, "request": {"method": "PUT", "url": "Consent?patient=Patient/p2"}},
+        ],
+    }
+    body = (await client.post("", json=batch, headers=auth("rp2"))).json()
+    assert [e["response"]["status"][:3] for e in body["entry"]] == ["403", "403"]
+    conditional_create = await client.post(
+        "Consent", json=grant, headers={**auth("rp2"), "If-None-Exist": "actor=RelatedPerson/nobody"}
+    )
+    assert conditional_create.status_code == 403
+    conditional_update = await client.put(
+        "Consent?actor=RelatedPerson/nobody", json=grant, headers=auth("rp2")
+    )
+    assert conditional_update.status_code == 403
+    assert (await client.delete("Consent?patient=Patient/p2", headers=auth("rp2"))).status_code == 403
+    assert await consent_ids(client) == ["c1", "c2"]
+
+
+async def test_patient_manages_their_own_consents(client: httpx.AsyncClient) -> None:
+    """The patient shares with a new person and revokes a grant; the grants take effect."""
+    created = await client.post(
+        "Consent", json=labelled_grant("p1", "RelatedPerson/rp9", ["access"]), headers=auth("p1")
+    )
+    assert created.status_code == 201, created.text
+    assert await ids(client, "outsider", "Observation") == ["o1l", "o1u", "o1v", "o1x"]
+    revoked = consent("c1", "p1", "RelatedPerson/rp1", ["GENERAL_HEALTH"], ["access"], status="inactive")
+    assert (await client.put("Consent/c1", json=revoked, headers=auth("p1"))).status_code == 200
+    assert await ids(client, "carer", "Observation") == []
+
+
+async def test_patient_cannot_write_another_patients_consent(client: httpx.AsyncClient) -> None:
+    """A patient's Consent for another patient's record: 403."""
+    grant = labelled_grant("p2", "RelatedPerson/rp9", ["access"])
+    assert (await client.post("Consent", json=grant, headers=auth("p1"))).status_code == 403

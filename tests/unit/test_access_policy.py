@@ -19,6 +19,7 @@ from fhir_server.access.policy import (
     filter_for,
     merge,
     missing_scope,
+    shares_record,
     source_owned,
     types_only,
 )
@@ -58,6 +59,15 @@ def test_portal_users_never_write_demographics() -> None:
     assert source_owned(caller("carer", ""), "c", "Patient")
     assert not source_owned(caller("patient", ""), "r", "Patient")
     assert not source_owned(caller("clinician", ""), "u", "Patient")
+
+
+def test_only_patients_and_backend_systems_write_sharing_consents() -> None:
+    for role in ("carer", "clinician", "admin"):
+        assert all(shares_record(caller(role, ""), letter, "Consent") for letter in "cud")
+        assert not shares_record(caller(role, ""), "r", "Consent")
+    assert not shares_record(caller("patient", ""), "c", "Consent")
+    assert not shares_record(caller("system", ""), "u", "Consent")
+    assert not shares_record(caller("carer", ""), "c", "Observation")
 
 
 # -- filters --------------------------------------------------------------------------------------------
