@@ -9,7 +9,7 @@ against the SQLite index. Criteria kinds it cannot evaluate count as "no match" 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fhir_server.indexing.entries import IndexEntry, ReferenceEntry, StringEntry, TokenEntry, UriEntry
@@ -38,6 +38,7 @@ class ResourceView:
     id: str
     entries: tuple[IndexEntry, ...]
     compartments: frozenset[str]
+    in_own: bool = True  # a Patient counts as in its own compartment (False: judged in `compartments` only)
 
     def labels(self, system: str) -> frozenset[str | None]:
         return frozenset(
@@ -69,13 +70,30 @@ def allows(access: AccessFilter, view: ResourceView, patient_ok: PatientCheck = 
     )
 
 
+def allows_in_every_compartment(
+    access: AccessFilter, view: ResourceView, patient_ok: PatientCheck = never
+) -> bool:
+    """Writes: does `view` pass `access` in EACH Patient compartment it belongs to, judged one at a time?
+
+    `allows` passes a resource in ANY compartment within reach (right for reads: it is in the
+    caller's record). A write needs every one: an observation about another patient that names
+    the caller as performer must not reach the other patient's record."""
+    compartments = _own(view)
+    if not compartments:
+        return allows(access, view, patient_ok)
+    return all(
+        allows(access, replace(view, compartments=frozenset({c}), in_own=False), patient_ok)
+        for c in sorted(compartments)
+    )
+
+
 def _types_ok(access: AccessFilter, view: ResourceView) -> bool:
     return access.types is None or view.resource_type in access.types
 
 
 def _own(view: ResourceView) -> frozenset[str]:
     """A Patient is in its own compartment (whatever its links say)."""
-    own = {f"Patient/{view.id}"} if view.resource_type == "Patient" else set()
+    own = {f"Patient/{view.id}"} if view.resource_type == "Patient" and view.in_own else set()
     return view.compartments | own
 
 
@@ -98,9 +116,10 @@ def _patients_ok(access: AccessFilter, view: ResourceView, patient_ok: PatientCh
     criteria = access.patient_criteria
     if not criteria:
         return True
-    if view.resource_type == "Patient" and all(criterion_ok(c, view) for c in criteria):
+    own = f"Patient/{view.id}"
+    if view.resource_type == "Patient" and own in _own(view) and all(criterion_ok(c, view) for c in criteria):
         return True
-    return any(patient_ok(criteria, c) for c in view.compartments - {f"Patient/{view.id}"})
+    return any(patient_ok(criteria, c) for c in view.compartments - {own})
 
 
 def _rule_ok(resource_type: str, any_of: tuple[tuple[Criterion, ...], ...], view: ResourceView) -> bool:

@@ -19,7 +19,13 @@ from typing import Any
 
 from fhir_server import jsonio
 from fhir_server.access.context import AccessContext
-from fhir_server.access.evaluate import PatientCheck, ResourceView, allows, view_of
+from fhir_server.access.evaluate import (
+    PatientCheck,
+    ResourceView,
+    allows,
+    allows_in_every_compartment,
+    view_of,
+)
 from fhir_server.access.policy import (
     LETTER,
     Interaction,
@@ -30,6 +36,7 @@ from fhir_server.access.policy import (
     types_only,
 )
 from fhir_server.errors import Forbidden, NotFound
+from fhir_server.indexing.extract import patient_compartments
 from fhir_server.search.query import AccessFilter, Clause, Criterion, SearchQuery, TokenValue
 from fhir_server.storage.port import HistoryPage, HistoryQuery, Store, StoredResource, WriteOp
 
@@ -137,30 +144,44 @@ async def version_in_reach(store: Store, access: AccessFilter, stored: StoredRes
 async def require_writable_existing(
     ctx: Any, interaction: Interaction, current: StoredResource | None
 ) -> None:
-    """Update/patch/delete must be allowed on the version being replaced: no moving others' data."""
+    """Update/patch/delete must be allowed on the version being replaced, in every Patient compartment
+    it is in: no moving or removing others' data."""
     access = access_of(ctx)
     if access is None or current is None or current.deleted:
         return
-    letter = LETTER[interaction]
-    if await in_reach(ctx.store, access.filter(letter), current.resource_type, current.id):
+    rules = access.filter(LETTER[interaction])
+    if await in_reach(ctx.store, rules, current.resource_type, current.id) and await _in_every_compartment(
+        ctx.store, rules, current
+    ):
         return
     if await in_reach(ctx.store, access.filter("r"), current.resource_type, current.id):
         raise Forbidden(f"You may read {current.resource_type}/{current.id} but not {interaction} it")
     raise _not_known(current.resource_type, current.id)
 
 
+async def _in_every_compartment(store: Store, rules: AccessFilter, stored: StoredResource) -> bool:
+    """Storage judged the resource in ANY compartment; one in several is judged in each (in memory)."""
+    resource = jsonio.loads(stored.body)
+    if len(patient_compartments(resource)) <= 1:
+        return True
+    view = view_of(resource)
+    return allows_in_every_compartment(rules, view, await patient_check(store, rules, view))
+
+
 async def require_writable_new(ctx: Any, interaction: Interaction, op: WriteOp | None) -> None:
-    """The content a create/update/patch writes must fall within what the caller may write."""
+    """The content a create/update/patch writes must fall within what the caller may write, in EVERY
+    Patient compartment it joins (naming oneself as performer does not open another's record)."""
     access = access_of(ctx)
     if access is None or op is None or op.body is None:
         return
     letter = LETTER[interaction]
     view = ResourceView(op.resource_type, op.id, tuple(op.entries), frozenset(op.compartments))
     rules = access.filter(letter)
-    if not allows(rules, view, await patient_check(ctx.store, rules, view)):
+    if not allows_in_every_compartment(rules, view, await patient_check(ctx.store, rules, view)):
         raise Forbidden(
             f"You may not {interaction} this {op.resource_type}: it belongs to a patient, or carries a "
-            "privacy label, outside what you are allowed to write"
+            "privacy label, outside what you are allowed to write (every patient it refers to as "
+            "subject, performer, author etc. must be one whose record you may write)"
         )
 
 

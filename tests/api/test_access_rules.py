@@ -690,3 +690,98 @@ async def test_patient_cannot_write_another_patients_consent(client: httpx.Async
     """A patient's Consent for another patient's record: 403."""
     grant = labelled_grant("p2", "RelatedPerson/rp9", ["access"])
     assert (await client.post("Consent", json=grant, headers=auth("p1"))).status_code == 403
+
+
+# -- a write must be writable in EVERY patient compartment it belongs to ---------------------------------
+
+
+def performed_by(ref: str) -> Json:
+    return {"performer": [{"reference": ref}]}
+
+
+async def test_patient_cannot_create_for_another_patient_by_naming_themself(
+    client: httpx.AsyncClient,
+) -> None:
+    """subject p2, performer p1 (so also in p1's compartment): 403, and p2's record is unchanged."""
+    body = obs("x", "p2", "laboratory", "GENERAL_HEALTH", **performed_by("Patient/p1"))
+    response = await client.post("Observation", json=body, headers=auth("p1"))
+    assert response.status_code == 403
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert await ids(client, "p2", "Observation") == ["o2m", "o2v"]
+
+
+async def test_patient_cannot_send_a_document_into_another_record(client: httpx.AsyncClient) -> None:
+    """A DocumentReference about p2 authored by p1: 403."""
+    doc = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": "Patient/p2"},
+        "author": [{"reference": "Patient/p1"}],
+        "content": [{"attachment": {"contentType": "text/plain", "data": "aGk="}}],
+    }
+    assert (await client.post("DocumentReference", json=doc, headers=auth("p1"))).status_code == 403
+
+
+async def test_patient_cannot_move_own_item_into_another_record(client: httpx.AsyncClient) -> None:
+    """PUT of own o1v with subject p2 and performer p1: 403 (the new content is in p2's record too)."""
+    body = obs("o1v", "p2", "vital-signs", None, **performed_by("Patient/p1"))
+    assert (await client.put("Observation/o1v", json=body, headers=auth("p1"))).status_code == 403
+    patch = [{"op": "replace", "path": "/subject/reference", "value": "Patient/p2"}]
+    patch.append({"op": "add", "path": "/performer", "value": [{"reference": "Patient/p1"}]})
+    patched = await client.patch(
+        "Observation/o1v", content=orjson.dumps(patch), headers={**auth("p1"), **JSON_PATCH}
+    )
+    assert patched.status_code == 403
+    assert (await client.get("Observation/o1v", headers=auth("p2"))).status_code == 404
+
+
+async def test_patient_cannot_change_an_item_shared_with_another_record(client: httpx.AsyncClient) -> None:
+    """p2's observation that names p1 as performer: p1 may read it, not change or delete it (403)."""
+    shared = obs("o2p", "p2", "laboratory", "GENERAL_HEALTH", **performed_by("Patient/p1"))
+    assert (await client.put("Observation/o2p", json=shared, headers=auth("system"))).status_code == 201
+    assert (await client.get("Observation/o2p", headers=auth("p1"))).status_code == 200
+    changed = {**shared, "status": "amended"}
+    assert (await client.put("Observation/o2p", json=changed, headers=auth("p1"))).status_code == 403
+    patch = [{"op": "remove", "path": "/subject"}]
+    patched = await client.patch(
+        "Observation/o2p", content=orjson.dumps(patch), headers={**auth("p1"), **JSON_PATCH}
+    )
+    assert patched.status_code == 403
+    assert (await client.delete("Observation/o2p", headers=auth("p1"))).status_code == 403
+    assert (await client.get("Observation/o2p", headers=auth("system"))).json()["meta"]["versionId"] == "1"
+
+
+async def test_carer_cannot_add_to_a_record_they_may_not_add_to(client: httpx.AsyncClient) -> None:
+    """rp2 may add for p2 only: an item about p1 that also names p2 is refused (403)."""
+    body = obs("y", "p1", "laboratory", "GENERAL_HEALTH", **performed_by("Patient/p2"))
+    assert (await client.post("Observation", json=body, headers=auth("rp2"))).status_code == 403
+    assert (await client.post("Observation", json=body, headers=auth("person"))).status_code == 403
+
+
+async def test_clinician_cannot_write_into_another_organisations_patient(client: httpx.AsyncClient) -> None:
+    """subject p3 (another organisation) with performer p1 (the trust's): 403."""
+    body = obs("z", "p3", "laboratory", None, **performed_by("Patient/p1"))
+    assert (await client.post("Observation", json=body, headers=auth("clinician"))).status_code == 403
+
+
+async def test_transaction_entry_in_two_records_fails_the_transaction(client: httpx.AsyncClient) -> None:
+    """A transaction's POST about p2 naming p1: 403 for the whole transaction."""
+    body = obs("x", "p2", "laboratory", None, **performed_by("Patient/p1"))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": body, "request": {"method": "POST", "url": "Observation"}}],
+    }
+    assert (await client.post("", json=bundle, headers=auth("p1"))).status_code == 403
+
+
+async def test_own_item_performed_by_oneself_is_still_written(client: httpx.AsyncClient) -> None:
+    """A patient's own observation naming themself as performer: 201."""
+    body = obs("n", "p1", "vital-signs", None, **performed_by("Patient/p1"))
+    assert (await client.post("Observation", json=body, headers=auth("p1"))).status_code == 201
+
+
+async def test_carer_adds_an_item_they_performed(client: httpx.AsyncClient) -> None:
+    """rp2 adds for p2 naming themself (a RelatedPerson, not a Patient compartment) as performer: 201."""
+    body = obs("n", "p2", "vital-signs", "GENERAL_HEALTH", **performed_by("RelatedPerson/rp2"))
+    assert (await client.post("Observation", json=body, headers=auth("rp2"))).status_code == 201

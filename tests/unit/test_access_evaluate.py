@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fhir_server import jsonio
-from fhir_server.access.evaluate import allows, criterion_ok, view_of
+from fhir_server.access.evaluate import allows, allows_in_every_compartment, criterion_ok, view_of
 from fhir_server.access.guard import patient_check
 from fhir_server.access.policy import PRIVACY_LABEL_SYSTEM as PKB
 from fhir_server.rest.writes import plan_put
@@ -200,3 +200,25 @@ def test_criteria_the_evaluator_cannot_judge_fail_closed() -> None:
     """A chain needs other resources: in memory it never matches (a write is refused, not let through)."""
     chain = _criteria("Observation", "subject:Patient.name", "x")[0]
     assert not criterion_ok(chain, view_of(jsonio.loads(jsonio.dumps(RESOURCES[4]))))
+
+
+def test_a_write_needs_every_patient_compartment_not_just_one() -> None:
+    """An observation about p2 performed by p1 is in both compartments: readable by p1, not writable."""
+    both = view_of({**_obs("x", "p2", "laboratory"), "performer": [{"reference": "Patient/p1"}]})
+    own = AccessFilter(compartments=frozenset({"Patient/p1"}))
+    assert allows(own, both)
+    assert not allows_in_every_compartment(own, both)
+    assert allows_in_every_compartment(
+        AccessFilter(compartments=frozenset({"Patient/p1", "Patient/p2"})), both
+    )
+    assert allows_in_every_compartment(own, view_of(_obs("y", "p1", "laboratory")))
+
+
+def test_a_patient_is_judged_in_its_links_compartments_too() -> None:
+    """Patient p1 linking p2: its own content passes the organisation criteria, p2 must pass too."""
+    linked = view_of({**RESOURCES[0], "link": [{"other": {"reference": "Patient/p2"}, "type": "seealso"}]})
+    access = AccessFilter(patient_criteria=_criteria("Patient", "organization", "Organization/o1"))
+    assert allows_in_every_compartment(access, view_of(RESOURCES[0]))
+    assert allows(access, linked)
+    assert not allows_in_every_compartment(access, linked)
+    assert allows_in_every_compartment(access, linked, lambda _criteria, patient: patient == "Patient/p2")
