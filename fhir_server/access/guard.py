@@ -30,12 +30,13 @@ from fhir_server.access.policy import (
     LETTER,
     Interaction,
     append_only,
+    chooses_ids,
     missing_scope,
     shares_record,
     source_owned,
     types_only,
 )
-from fhir_server.errors import Forbidden, NotFound
+from fhir_server.errors import Forbidden, MethodNotAllowed, NotFound
 from fhir_server.indexing.extract import patient_compartments
 from fhir_server.search.query import AccessFilter, Clause, Criterion, SearchQuery, TokenValue
 from fhir_server.storage.port import HistoryPage, HistoryQuery, Store, StoredResource, WriteOp
@@ -139,6 +140,27 @@ async def version_in_reach(store: Store, access: AccessFilter, stored: StoredRes
 
 
 # -- writes ----------------------------------------------------------------------------------------
+
+
+async def require_update_target(
+    ctx: Any, resource_type: str, id: str, current: StoredResource | None
+) -> None:
+    """A PUT by a patient or carer updates a live resource they can see, and never creates one.
+
+    Unknown, deleted and out-of-reach ids get one answer, 405 (http.html#update: the server does
+    not allow this client to define ids), so it tells nothing about which ids exist or existed."""
+    access = access_of(ctx)
+    if access is None or chooses_ids(access.caller):
+        return
+    if current is not None and not current.deleted:
+        for letter in ("u", "r"):  # updatable (the usual case) or at least readable: it is theirs to see
+            if await in_reach(ctx.store, access.filter(letter), resource_type, id):
+                return
+    raise MethodNotAllowed(
+        f"PUT {resource_type}/{id} can only update a resource you can already see: new resources get "
+        f"their id from the server, so create it with POST {resource_type}",
+        headers={"Allow": "GET, HEAD, PATCH, DELETE"},
+    )
 
 
 async def require_writable_existing(

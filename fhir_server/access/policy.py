@@ -117,6 +117,15 @@ def source_owned(caller: Caller, letter: Letter, resource_type: str) -> bool:
     return caller.role in ("patient", "carer") and letter in "cud" and resource_type in SOURCE_OWNED_TYPES
 
 
+def chooses_ids(caller: Caller) -> bool:
+    """May a PUT of this caller create a resource at an id it names (update-as-create)?
+
+    Not for portal users (patients, carers): answering "created" for an unknown id but "refused"
+    for another patient's (or a deleted) one would tell them which ids exist, and a PUT would take
+    over a deleted id with its history. They create with POST; clinicians and backends keep PUT."""
+    return caller.role not in ("patient", "carer")
+
+
 def shares_record(caller: Caller, letter: Letter, resource_type: str) -> bool:
     """True when someone other than the patient (or a backend system) writes a sharing Consent.
 

@@ -201,6 +201,7 @@ async def _assign_identities(ctx: RequestContext, entries: list[Entry]) -> None:
                     expression=f"Bundle.entry[{entry.index}].resource.id",
                 )
             target_id = match.id if match else (body_id if isinstance(body_id, str) else new_id())
+            entry.extra["server_id"] = match is None and not isinstance(body_id, str)
             entry.assigned_id = target_id
             entry.extra["target"] = f"{entry.resource_type}/{target_id}"
         elif entry.method in ("PUT", "PATCH", "DELETE") and "/" in entry.path:
@@ -336,7 +337,13 @@ async def _plan(ctx: RequestContext, entry: Entry, now: datetime) -> Planned:
                 )
             target = {**resource, "id": entry.assigned_id}  # resolved before references were rewritten
             return await plan_update(
-                ctx, segments[0], entry.assigned_id, target, now, if_match=entry.if_match
+                ctx,
+                segments[0],
+                entry.assigned_id,
+                target,
+                now,
+                if_match=entry.if_match,
+                server_id=entry.extra["server_id"] is True,
             )
         _expect_instance(segments, entry)
         return await plan_update(ctx, segments[0], segments[1], resource, now, if_match=entry.if_match)

@@ -38,12 +38,17 @@ async def plan_update(
     now: datetime,
     *,
     if_match: int | None = None,
+    server_id: bool = False,
 ) -> Planned:
+    """PUT [type]/[id]. `server_id`: the server chose `id` (a conditional update matching nothing), so
+    creating it is a create, open to callers who may not choose ids (guard.require_update_target)."""
     require_type(resource_type)
     require_id(id)
     guard.require_scope(ctx, "update", resource_type)
     validate_resource(resource, expected_type=resource_type, expected_id=id, require_id=True)
     current = await ctx.store.read(resource_type, id)
+    if not server_id:
+        await guard.require_update_target(ctx, resource_type, id, current)  # patients: no update-as-create
     await guard.require_writable_existing(ctx, "update", current)  # before If-Match: no version leaks
     check_if_match(current, if_match, f"{resource_type}/{id}")
     expected = current.version_id if current else 0
@@ -68,9 +73,16 @@ async def plan_conditional_update(
     match, unless_match = await match_criteria_guarded(ctx, resource_type, criteria, "Conditional update")
     body_id = resource.get("id")
     if match is None:  # created, unless a racing request makes the criteria match first
+        chosen = isinstance(body_id, str)  # an id in the body makes this an update-as-create
         target = body_id if isinstance(body_id, str) else new_id()
         planned = await plan_update(
-            ctx, resource_type, target, {**resource, "id": target}, now, if_match=if_match
+            ctx,
+            resource_type,
+            target,
+            {**resource, "id": target},
+            now,
+            if_match=if_match,
+            server_id=not chosen,
         )
         return guarded(planned, unless_match)
     if body_id is not None and body_id != match.id:

@@ -17,7 +17,8 @@ Rules the oracle encodes (and the server documents):
 - the Consents that share a record are written by the patient or a backend system only: carers,
   professionals, clinicians and admins get 403 for every Consent write.
 - answers: no covering scope -> 403; a resource out of read reach -> 404; readable but not
-  writable -> 403; new content out of reach -> 403.
+  writable -> 403; new content out of reach -> 403. Patients and carers do not choose ids: their PUT
+  to a resource out of reach answers 405 (as it would for an unknown id: create with POST).
 """
 
 from __future__ import annotations
@@ -197,7 +198,9 @@ def oracle(who: Who, interaction: str, res: Res, shares: dict[str, Share]) -> in
         return 201 if reach(who, "c", res, shares) else 403
     if reach(who, letter, res, shares):
         return 412  # allowed; the test's If-Match names a version that does not exist
-    return 403 if reach(who, "r", res, shares) else 404
+    if reach(who, "r", res, shares):
+        return 403
+    return 405 if interaction == "update" and who.role in ("patient", "carer") else 404
 
 
 # -- the data --------------------------------------------------------------------------------------

@@ -345,7 +345,8 @@ async def test_patient_transaction_cannot_touch_another_patient(client: httpx.As
 
 
 async def test_patient_writes_only_into_own_compartment(client: httpx.AsyncClient) -> None:
-    """Create for another patient: 403. Moving own data to p2: 403. Taking p2's data: 404."""
+    """Create for another patient: 403. Moving own data to p2: 403. Taking p2's data: 405 on PUT (as for
+    an unknown id: patients do not choose ids), 404 on DELETE and PATCH."""
     assert (
         await client.post("Observation", json=obs("n", "p2", "vital-signs", None), headers=auth("p1"))
     ).status_code == 403
@@ -359,7 +360,7 @@ async def test_patient_writes_only_into_own_compartment(client: httpx.AsyncClien
     taken = await client.put(
         "Observation/o2v", json=obs("o2v", "p1", "vital-signs", None), headers=auth("p1")
     )
-    assert taken.status_code == 404
+    assert taken.status_code == 405
     assert (await client.delete("Observation/o2v", headers=auth("p1"))).status_code == 404
     patch = [{"op": "replace", "path": "/status", "value": "amended"}]
     patched = await client.patch(
@@ -785,3 +786,108 @@ async def test_carer_adds_an_item_they_performed(client: httpx.AsyncClient) -> N
     """rp2 adds for p2 naming themself (a RelatedPerson, not a Patient compartment) as performer: 201."""
     body = obs("n", "p2", "vital-signs", "GENERAL_HEALTH", **performed_by("RelatedPerson/rp2"))
     assert (await client.post("Observation", json=body, headers=auth("rp2"))).status_code == 201
+
+
+# -- patients and carers do not choose ids: PUT never creates for them -------------------------------
+
+
+def refusal(response: httpx.Response, id: str) -> tuple[int, str, str]:
+    """The status, issue code and message (with the id taken out) of a refused PUT."""
+    issue = response.json()["issue"][0]
+    return response.status_code, issue["code"], issue["diagnostics"].replace(id, "<id>")
+
+
+async def test_patient_put_to_an_unknown_id_is_refused_with_a_pointer_to_post(
+    client: httpx.AsyncClient,
+) -> None:
+    """PUT Observation/<unknown> by a patient: 405 OperationOutcome telling them to POST; nothing stored."""
+    response = await client.put(
+        "Observation/mine", json=obs("mine", "p1", "vital-signs", None), headers=auth("p1")
+    )
+    assert response.status_code == 405
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "POST" in response.json()["issue"][0]["diagnostics"]
+    assert (await client.get("Observation/mine", headers=auth("system"))).status_code == 404
+
+
+async def test_put_to_hidden_unknown_and_deleted_ids_answer_alike(client: httpx.AsyncClient) -> None:
+    """Another patient's live id, an unknown id and another's deleted id: the same 405 answer."""
+    await client.delete("Observation/o2m", headers=auth("system"))
+
+    async def put(id: str) -> tuple[int, str, str]:
+        body = obs(id, "p1", "vital-signs", None)
+        return refusal(await client.put(f"Observation/{id}", json=body, headers=auth("p1")), id)
+
+    hidden, unknown, deleted = await put("o2v"), await put("nosuch"), await put("o2m")
+    assert hidden == unknown == deleted
+    assert hidden[0] == 405
+
+
+async def test_put_does_not_take_over_a_deleted_id(client: httpx.AsyncClient) -> None:
+    """After p2's item is deleted, p1's PUT to its id leaves it deleted and its history unchanged."""
+    await client.delete("Observation/o2v", headers=auth("system"))
+    body = obs("o2v", "p1", "vital-signs", None)
+    assert (await client.put("Observation/o2v", json=body, headers=auth("p1"))).status_code == 405
+    assert (await client.get("Observation/o2v", headers=auth("system"))).status_code == 410
+    history = (await client.get("Observation/o2v/_history", headers=auth("system"))).json()
+    assert history["total"] == 2
+
+
+async def test_patient_put_to_own_deleted_item_is_refused_too(client: httpx.AsyncClient) -> None:
+    """A patient recreates with POST: PUT to their own deleted id answers 405 like any other."""
+    assert (await client.delete("Observation/o1v", headers=auth("p1"))).status_code == 204
+    body = obs("o1v", "p1", "vital-signs", None)
+    assert (await client.put("Observation/o1v", json=body, headers=auth("p1"))).status_code == 405
+
+
+async def test_carer_put_to_an_unknown_id_is_refused(client: httpx.AsyncClient) -> None:
+    """A view-and-add carer cannot choose ids either: 405, as for a hidden id."""
+    body = obs("fresh1", "p2", "vital-signs", "GENERAL_HEALTH")
+    unknown = await client.put("Observation/fresh1", json=body, headers=auth("rp2"))
+    hidden = await client.put("Observation/o1v", json={**body, "id": "o1v"}, headers=auth("rp2"))
+    assert refusal(unknown, "fresh1") == refusal(hidden, "o1v")
+    assert unknown.status_code == 405
+
+
+async def test_patient_still_updates_own_items_with_put(client: httpx.AsyncClient) -> None:
+    """PUT of an existing own item: 200 (an update, not a create)."""
+    body = obs("o1v", "p1", "vital-signs", "GENERAL_HEALTH", valueString="home reading")
+    assert (await client.put("Observation/o1v", json=body, headers=auth("p1"))).status_code == 200
+
+
+async def test_conditional_update_with_no_match_creates_only_with_a_server_id(
+    client: httpx.AsyncClient,
+) -> None:
+    """No match and no body id: 201 with a server-assigned id; no match with a body id: 405."""
+    url = "Observation?identifier=urn:x|home-1"
+    body = obs("x", "p1", "vital-signs", None, identifier=[{"system": "urn:x", "value": "home-1"}])
+    del body["id"]
+    created = await client.put(url, json=body, headers=auth("p1"))
+    assert created.status_code == 201, created.text
+    chosen = await client.put(
+        "Observation?identifier=urn:x|home-2", json={**body, "id": "chosen"}, headers=auth("p1")
+    )
+    assert chosen.status_code == 405
+
+
+async def test_batch_and_transaction_puts_to_unknown_ids_are_refused(client: httpx.AsyncClient) -> None:
+    """A batch PUT entry to an unknown id fails in its entry (405); a transaction fails whole."""
+    entry = {
+        "resource": obs("nosuch", "p1", "vital-signs", None),
+        "request": {"method": "PUT", "url": "Observation/nosuch"},
+    }
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+    body = (await client.post("", json=batch, headers=auth("p1"))).json()
+    assert body["entry"][0]["response"]["status"].startswith("405")
+    transaction = {**batch, "type": "transaction"}
+    assert (await client.post("", json=transaction, headers=auth("p1"))).status_code == 405
+
+
+async def test_clinicians_and_systems_keep_update_as_create(client: httpx.AsyncClient) -> None:
+    """PUT to a new id by a clinician (for their organisation's patient) or a backend system: 201."""
+    body = obs("by-clinician", "p1", "vital-signs", None)
+    assert (
+        await client.put("Observation/by-clinician", json=body, headers=auth("clinician"))
+    ).status_code == 201
+    body = obs("by-system", "p3", "vital-signs", None)
+    assert (await client.put("Observation/by-system", json=body, headers=auth("system"))).status_code == 201

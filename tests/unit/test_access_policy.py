@@ -16,6 +16,7 @@ from fhir_server.access.policy import (
     PRIVACY_LABEL_SYSTEM,
     Caller,
     Grant,
+    chooses_ids,
     filter_for,
     merge,
     missing_scope,
@@ -68,6 +69,13 @@ def test_only_patients_and_backend_systems_write_sharing_consents() -> None:
     assert not shares_record(caller("patient", ""), "c", "Consent")
     assert not shares_record(caller("system", ""), "u", "Consent")
     assert not shares_record(caller("carer", ""), "c", "Observation")
+
+
+def test_portal_users_never_choose_ids_with_put() -> None:
+    assert not chooses_ids(caller("patient", "patient/*.cruds"))
+    assert not chooses_ids(caller("carer", "user/*.cruds"))
+    assert chooses_ids(caller("clinician", "user/*.cruds"))
+    assert chooses_ids(caller("system", "system/*.cruds"))
 
 
 # -- filters --------------------------------------------------------------------------------------------
