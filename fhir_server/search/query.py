@@ -93,7 +93,7 @@ class TokenValue:
 @dataclass(frozen=True, slots=True)
 class ReferenceValue:
     """A local reference (type + id, type None = any allowed target), an absolute/canonical url,
-    or a `:identifier` match (identifier_system None = any system)."""
+    or a `:identifier` match (identifier_system None = any system, "" = no system)."""
 
     target_type: str | None = None
     target_id: str | None = None

@@ -281,8 +281,8 @@ def token_filter(value: TokenValue) -> Doc:
 def reference_filter(value: ReferenceValue) -> Doc:
     if value.identifier_value is not None:
         cond: Doc = {"iv": value.identifier_value}
-        if value.identifier_system:
-            cond["is"] = value.identifier_system
+        if value.identifier_system is not None:  # "" (`|value`): no system, null or absent
+            cond["is"] = value.identifier_system or None
         return cond
     if value.url is not None:
         return {"u": value.url}

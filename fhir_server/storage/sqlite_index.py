@@ -440,7 +440,9 @@ def _token_sql(value: TokenValue, col: Col) -> Sql:
 def _reference_sql(value: ReferenceValue, col: Col) -> Sql:
     if value.identifier_value is not None:
         sql, args = f"{col('id_value')} = ?", [value.identifier_value]
-        if value.identifier_system:
+        if value.identifier_system == "":  # `|value`: an Identifier without a system, as for tokens
+            sql = f"{sql} AND {col('id_system')} IS NULL"
+        elif value.identifier_system is not None:
             sql, args = f"{sql} AND {col('id_system')} = ?", [*args, value.identifier_system]
         return f"({sql})", args
     if value.url is not None:

@@ -262,6 +262,18 @@ async def test_reference_forms(store: Store) -> None:
     assert await ids(store, "Observation", "subject=http://other.example/fhir/Patient/p1") == ["o4"]
 
 
+async def test_reference_identifier_with_an_empty_system_means_no_system(store: Store) -> None:
+    """`:identifier=|value` is an Identifier without a system, as for tokens (`|code`)."""
+    await put(
+        store,
+        {**obs("o1"), "subject": {"identifier": {"system": "urn:s", "value": "v1"}}},
+        {**obs("o2"), "subject": {"identifier": {"value": "v1"}}},
+    )
+    assert await ids(store, "Observation", "subject:identifier=|v1") == ["o2"]
+    assert await ids(store, "Observation", "subject:identifier=urn:s|v1") == ["o1"]
+    assert await ids(store, "Observation", "subject:identifier=v1") == ["o1", "o2"]
+
+
 async def test_uri_below_and_above(store: Store) -> None:
     def vs(id: str, url: str) -> dict[str, Any]:
         return {"resourceType": "ValueSet", "id": id, "status": "active", "url": url}

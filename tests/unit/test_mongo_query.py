@@ -203,6 +203,7 @@ def test_uri_forms(value: UriValue, cond: dict[str, object]) -> None:
         (ReferenceValue(url="http://x/Patient/1"), {"u": "http://x/Patient/1"}),
         (ReferenceValue(identifier_system="urn:s", identifier_value="9"), {"iv": "9", "is": "urn:s"}),
         (ReferenceValue(identifier_value="9"), {"iv": "9"}),
+        (ReferenceValue(identifier_system="", identifier_value="9"), {"iv": "9", "is": None}),
     ],
 )
 def test_reference_forms(value: ReferenceValue, cond: dict[str, object]) -> None:
