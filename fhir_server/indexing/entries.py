@@ -8,7 +8,8 @@ storage adapters store and compare them without FHIR knowledge. https://hl7.org/
 - dates are half-open instants [low, high) in microseconds since the Unix epoch, UTC; a date of any
   precision widens to its whole span (2026 -> [2026-01-01, 2027-01-01)); open Period ends use
   MIN_INSTANT / MAX_INSTANT.
-- numbers and quantities carry the value and the half-open range implied by its precision.
+- numbers and quantities carry the value and the half-open range implied by its precision; one from
+  a Range carries the Range's ends instead, and its low end (else its high end) as value (is_range).
 - references are split into type + id for local references; absolute/canonical ones keep `url`.
 """
 
@@ -67,6 +68,14 @@ class NumberEntry(_Compact):
     value: float
     low: float  # implicit precision range [low, high)
     high: float
+
+
+def is_range(value: float, low: float, high: float) -> bool:
+    """Is a number or quantity entry a Range? Its `low`/`high` are then the Range's ends as written
+    (an absent end ±inf) and `value` is one of them; a single number's precision range lies strictly
+    around its value. Searches compare a Range by its ends (search.html#number, as dates with
+    Periods) and a single number by its value."""
+    return not low < value < high
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from fhir_server.indexing.entries import (
     StringEntry,
     TokenEntry,
     UriEntry,
+    is_range,
 )
 from fhir_server.instants import from_micros, to_micros
 from fhir_server.storage.port import StoredResource, WriteOp
@@ -160,9 +161,10 @@ def entry_parts(entry: IndexEntry) -> Doc:
         case DateEntry(low=low, high=high):
             return {"k": "d", "lo": low, "hi": high}
         case NumberEntry(value=value, low=low, high=high):
-            return {"k": "n", "v": value, "lo": low, "hi": high}
+            return {"k": "n", "v": value, "lo": low, "hi": high, **_range_mark(value, low, high)}
         case QuantityEntry(value=value, low=low, high=high, system=system, code=code, unit=unit):
-            return {"k": "q", "v": value, "lo": low, "hi": high, "s": system, "c": code, "un": unit}
+            parts = {"k": "q", "v": value, "lo": low, "hi": high, "s": system, "c": code, "un": unit}
+            return {**parts, **_range_mark(value, low, high)}
         case ReferenceEntry():
             return _reference_parts(entry)
         case UriEntry(value=value):
@@ -172,6 +174,13 @@ def entry_parts(entry: IndexEntry) -> Doc:
             # "c0.c", "c1.lo" then matches the parts of one combination together.
             return {"k": "c", **{f"c{i}": entry_parts(c) for i, c in enumerate(components)}}
     raise TypeError(f"not an index entry: {entry!r}")
+
+
+def _range_mark(value: float, low: float, high: float) -> Doc:
+    """`rg: True` on a number or quantity entry from a Range, which searches compare by its ends
+    (mongo_query.span_filter); a filter cannot compare two fields of one `ix` entry, so the mark is
+    stored. Entries written before the mark existed are compared as single numbers until rewritten."""
+    return {"rg": True} if is_range(value, low, high) else {}
 
 
 def _reference_parts(entry: ReferenceEntry) -> Doc:

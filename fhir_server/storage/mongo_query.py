@@ -198,7 +198,7 @@ def value_filter(kind: Kind, value: Value) -> Doc:
     if isinstance(value, QuantityValue):
         return quantity_filter(value)
     if isinstance(value, NumberValue):
-        return number_filter(value.prefix, "v", value.value, value.low, value.high)
+        return number_filter(value.prefix, value.value, value.low, value.high)
     if isinstance(value, StringValue):
         return string_filter(value)
     if isinstance(value, TokenValue):
@@ -229,7 +229,18 @@ def range_filter(prefix: str, lo: str, hi: str, s_low: int, s_high: int) -> Doc:
     return table[prefix]
 
 
-def number_filter(prefix: str, field: str, value: float, low: float, high: float) -> Doc:
+def number_filter(prefix: str, value: float, low: float, high: float) -> Doc:
+    """A number (or quantity) entry against a search value: a single number by `point_filter`, an
+    entry from a Range (marked `rg`, see mongo_docs.entry_parts) by `span_filter`."""
+    return {
+        "$or": [
+            {"rg": {"$ne": True}, **point_filter(prefix, "v", value, low, high)},
+            {"rg": True, **span_filter(prefix, value, low, high)},
+        ]
+    }
+
+
+def point_filter(prefix: str, field: str, value: float, low: float, high: float) -> Doc:
     """eq/ne/ap use the precision range of the search value; the others compare with the value."""
     inside = {field: {"$gte": low, "$lt": high}}
     table: dict[str, Doc] = {
@@ -246,8 +257,27 @@ def number_filter(prefix: str, field: str, value: float, low: float, high: float
     return table[prefix]
 
 
+def span_filter(prefix: str, value: float, low: float, high: float) -> Doc:
+    """A Range [lo, hi] (ends included) under the spec's range rules, as the SQLite adapter's
+    `_span_sql`: eq = the search value's precision range contains it; gt/lt/ge/le/sa/eb compare it
+    with the value itself; ap = it overlaps the `ap` range."""
+    within = {"lo": {"$gte": low}, "hi": {"$lt": high}}
+    table: dict[str, Doc] = {
+        "eq": within,
+        "ne": {"$nor": [within]},
+        "gt": {"hi": {"$gt": value}},
+        "lt": {"lo": {"$lt": value}},
+        "ge": {"$or": [{"hi": {"$gte": value}}, within]},
+        "le": {"$or": [{"lo": {"$lte": value}}, within]},
+        "sa": {"lo": {"$gt": value}},
+        "eb": {"hi": {"$lt": value}},
+        "ap": {"lo": {"$lte": high}, "hi": {"$gte": low}},
+    }
+    return table[prefix]
+
+
 def quantity_filter(value: QuantityValue) -> Doc:
-    parts = [number_filter(value.prefix, "v", value.value, value.low, value.high)]
+    parts = [number_filter(value.prefix, value.value, value.low, value.high)]
     if value.system is not None:
         parts.append({"s": value.system})
     if value.code is not None and value.system is not None:

@@ -342,7 +342,7 @@ def _value_sql(kind: str, value: Value, col: Col) -> Sql:
     if isinstance(value, QuantityValue):
         return _quantity_sql(value, col)
     if isinstance(value, NumberValue):
-        return _number_sql(value.prefix, col("value"), value.value, value.low, value.high)
+        return _number_sql(value.prefix, col, value.value, value.low, value.high)
     if isinstance(value, StringValue):
         return _string_sql(value, col)
     if isinstance(value, TokenValue):
@@ -386,8 +386,19 @@ def _range_sql(prefix: str, low: str, high: str, s_low: int, s_high: int) -> Sql
     return table[prefix]
 
 
-def _number_sql(prefix: str, column: str, value: float, low: float, high: float) -> Sql:
-    """eq/ne use the precision range of the search value; the others compare with the value."""
+def _number_sql(prefix: str, col: Col, value: float, low: float, high: float) -> Sql:
+    """A number (or quantity) entry against a search value: a single number by `_point_sql`, an
+    entry from a Range by `_span_sql`. Which one an entry is follows from its columns (see
+    `entries.is_range`): a single number's precision range lies strictly around its value, a
+    Range's value is one of its ends."""
+    v, lo, hi = col("value"), col("low"), col("high")
+    point, span = _point_sql(prefix, v, value, low, high), _span_sql(prefix, lo, hi, value, low, high)
+    single = f"({lo} < {v} AND {v} < {hi})"
+    return f"(({single} AND {point[0]}) OR (NOT {single} AND {span[0]}))", [*point[1], *span[1]]
+
+
+def _point_sql(prefix: str, column: str, value: float, low: float, high: float) -> Sql:
+    """eq/ne/ap use the precision range of the search value; the others compare with the value."""
     table: dict[str, Sql] = {
         "eq": (f"({column} >= ? AND {column} < ?)", [low, high]),
         "ne": (f"NOT ({column} >= ? AND {column} < ?)", [low, high]),
@@ -402,8 +413,27 @@ def _number_sql(prefix: str, column: str, value: float, low: float, high: float)
     return table[prefix]
 
 
+def _span_sql(prefix: str, lo: str, hi: str, value: float, low: float, high: float) -> Sql:
+    """The spec's range comparisons for a target range [lo, hi] (a Range, ends included): eq = the
+    search value's precision range [low, high) contains it; gt/lt/ge/le/sa/eb compare it with the
+    value itself, as `_point_sql` does for a single number; ap = it overlaps the `ap` range."""
+    within = (f"({lo} >= ? AND {hi} < ?)", [low, high])
+    table: dict[str, Sql] = {
+        "eq": within,
+        "ne": (f"NOT {within[0]}", within[1]),
+        "gt": (f"{hi} > ?", [value]),  # the values above the search value meet the range
+        "lt": (f"{lo} < ?", [value]),
+        "ge": (f"({hi} >= ? OR {within[0]})", [value, *within[1]]),
+        "le": (f"({lo} <= ? OR {within[0]})", [value, *within[1]]),
+        "sa": (f"{lo} > ?", [value]),  # the whole range lies above the search value
+        "eb": (f"{hi} < ?", [value]),
+        "ap": (f"({lo} <= ? AND {hi} >= ?)", [high, low]),
+    }
+    return table[prefix]
+
+
 def _quantity_sql(value: QuantityValue, col: Col) -> Sql:
-    sql, args = _number_sql(value.prefix, col("value"), value.value, value.low, value.high)
+    sql, args = _number_sql(value.prefix, col, value.value, value.low, value.high)
     if value.system is not None:
         sql, args = f"{sql} AND {col('system')} = ?", [*args, value.system]
     if value.code is not None and value.system is not None:

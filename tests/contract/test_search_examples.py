@@ -27,6 +27,7 @@ from fhir_server.indexing.entries import (
     StringEntry,
     TokenEntry,
     UriEntry,
+    is_range,
 )
 from fhir_server.indexing.extract import extract_entries, patient_compartments
 from fhir_server.search.parse import parse_search
@@ -73,6 +74,9 @@ def _value(entry: IndexEntry) -> tuple[str, str] | None:
         return ("", "lt" + _instant(entry.high - 1 + 1_000_000)) if entry.high < MAX_INSTANT else None
     if isinstance(entry, NumberEntry | QuantityEntry):
         number = _number(entry.value)
+        if number is not None and is_range(entry.value, entry.low, entry.high):
+            # A Range is not equal to its end (search.html#number): from that end on, it is there.
+            return "", ("ge" if entry.value == entry.low else "le") + number
         return ("", number) if number is not None else None
     if isinstance(entry, ReferenceEntry):
         return _reference(entry)

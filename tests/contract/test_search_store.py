@@ -244,6 +244,55 @@ async def test_number(store: Store) -> None:
     assert await ids(store, "RiskAssessment", "probability=lt0.5,gt0.7") == ["r1", "r2"]
 
 
+async def test_number_prefixes_on_a_range_compare_its_extent(store: Store) -> None:
+    """A Range is compared by its ends (search.html#number, as dates with Periods): eq needs the
+    search value's precision range to contain it, gt/ge/lt/le/sa/eb put it against the value, ap
+    asks for overlap. Single numbers keep their rules alongside."""
+
+    def risk(id: str, prediction: dict[str, Any]) -> dict[str, Any]:
+        subject = {"reference": "Patient/p1"}
+        return {"resourceType": "RiskAssessment", "id": id, "status": "final", "subject": subject,
+                "prediction": [prediction]}  # fmt: skip
+
+    await put(
+        store,
+        risk("r", {"probabilityRange": {"low": {"value": 20}, "high": {"value": 30}}}),
+        risk("open", {"probabilityRange": {"low": {"value": 28}}}),
+        risk("n", {"probabilityDecimal": 25}),
+    )
+    expected = {
+        "20": [], "25": ["n"], "ne25": ["open", "r"], "ne20": ["n", "open", "r"],
+        "gt25": ["open", "r"], "ge25": ["n", "open", "r"], "lt25": ["r"], "le25": ["n", "r"],
+        "ap25": ["n", "r"], "sa10": ["n", "open", "r"], "sa25": ["open"], "eb40": ["n", "r"],
+        "eb30": ["n"], "gt35": ["open"], "lt15": [], "ge30": ["open", "r"], "le20": ["r"], "lt20": [],
+    }  # fmt: skip
+    for value, found in expected.items():
+        assert sorted(await ids(store, "RiskAssessment", f"probability={value}")) == found, value
+
+
+async def test_quantity_prefixes_on_a_range_compare_its_extent(store: Store) -> None:
+    """Quantities from a Range (Condition.onsetRange) follow the same rules as numbers."""
+    age = "http://unitsofmeasure.org"
+
+    def condition(id: str, **onset: Any) -> dict[str, Any]:
+        return {"resourceType": "Condition", "id": id, "subject": {"reference": "Patient/p1"}, **onset}
+
+    years = {"system": age, "code": "a", "unit": "years"}
+    await put(
+        store,
+        condition("range", onsetRange={"low": {"value": 20, **years}, "high": {"value": 30, **years}}),
+        condition("age", onsetAge={"value": 25, **years}),
+    )
+    assert await ids(store, "Condition", "onset-age=20") == []
+    assert await ids(store, "Condition", "onset-age=gt25") == ["range"]
+    assert sorted(await ids(store, "Condition", "onset-age=ge25|http://unitsofmeasure.org|a")) == [
+        "age",
+        "range",
+    ]
+    assert sorted(await ids(store, "Condition", "onset-age=ap25")) == ["age", "range"]
+    assert await ids(store, "Condition", "onset-age=lt21") == ["range"]
+
+
 # -- reference, uri, composite --------------------------------------------------------------------
 
 

@@ -114,31 +114,60 @@ NUMBER_PREFIXES: dict[Prefix, dict[str, object]] = {
 }
 
 
+# A Range entry (marked `rg`) against the same search value: its ends [lo, hi] decide.
+SPAN_WITHIN: dict[str, object] = {"lo": {"$gte": 99.5}, "hi": {"$lt": 100.5}}
+SPAN_PREFIXES: dict[Prefix, dict[str, object]] = {
+    "eq": SPAN_WITHIN,
+    "ne": {"$nor": [SPAN_WITHIN]},
+    "gt": {"hi": {"$gt": 100.0}},
+    "sa": {"lo": {"$gt": 100.0}},
+    "lt": {"lo": {"$lt": 100.0}},
+    "eb": {"hi": {"$lt": 100.0}},
+    "ge": {"$or": [{"hi": {"$gte": 100.0}}, SPAN_WITHIN]},
+    "le": {"$or": [{"lo": {"$lte": 100.0}}, SPAN_WITHIN]},
+    "ap": {"lo": {"$lte": 100.5}, "hi": {"$gte": 99.5}},
+}
+
+
+def number_or_span(point: dict[str, object], span: dict[str, object]) -> dict[str, object]:
+    return {"$or": [{"rg": {"$ne": True}, **point}, {"rg": True, **span}]}
+
+
 @pytest.mark.parametrize("prefix", NUMBER_PREFIXES)
 def test_number_prefix(prefix: Prefix) -> None:
     found = mq.clause_filter(clause("probability", "number", NumberValue(prefix, 100.0, 99.5, 100.5)))
-    assert found == em("probability", **NUMBER_PREFIXES[prefix])
+    assert found == em("probability", **number_or_span(NUMBER_PREFIXES[prefix], SPAN_PREFIXES[prefix]))
 
 
 def test_quantity_with_system_and_code() -> None:
     value = QuantityValue("gt", 5.4, 5.35, 5.45, "http://unitsofmeasure.org", "mg")
     found = mq.clause_filter(clause("value-quantity", "quantity", value))
-    assert found == em("value-quantity", v={"$gt": 5.4}, s="http://unitsofmeasure.org", c="mg")
+    number = number_or_span({"v": {"$gt": 5.4}}, {"hi": {"$gt": 5.4}})
+    assert found == em("value-quantity", **number, s="http://unitsofmeasure.org", c="mg")
 
 
 def test_quantity_code_without_system_matches_code_or_unit() -> None:
     value = QuantityValue("eq", 5.4, 5.35, 5.45, None, "mg")
     found = mq.clause_filter(clause("value-quantity", "quantity", value))
-    assert found == em(
-        "value-quantity", v={"$gte": 5.35, "$lt": 5.45}, **{"$or": [{"c": "mg"}, {"un": "mg"}]}
-    )
+    number = number_or_span({"v": {"$gte": 5.35, "$lt": 5.45}}, {"lo": {"$gte": 5.35}, "hi": {"$lt": 5.45}})
+    assert found == em("value-quantity", **{"$and": [number, {"$or": [{"c": "mg"}, {"un": "mg"}]}]})
 
 
 def test_quantity_ne_with_unit_keeps_both_conditions_apart() -> None:
     value = QuantityValue("ne", 5.4, 5.35, 5.45, None, "mg")
     found = mq.clause_filter(clause("value-quantity", "quantity", value))
-    ne = {"$nor": [{"v": {"$gte": 5.35, "$lt": 5.45}}]}
-    assert found == em("value-quantity", **ne, **{"$or": [{"c": "mg"}, {"un": "mg"}]})
+    ne = number_or_span(
+        {"$nor": [{"v": {"$gte": 5.35, "$lt": 5.45}}]},
+        {"$nor": [{"lo": {"$gte": 5.35}, "hi": {"$lt": 5.45}}]},
+    )
+    assert found == em("value-quantity", **{"$and": [ne, {"$or": [{"c": "mg"}, {"un": "mg"}]}]})
+
+
+def test_range_entries_are_marked() -> None:
+    """Entries from a Range carry `rg`, so filters can compare them by their ends."""
+    assert entry_doc(NumberEntry("n", 20.0, 20.0, 30.0))["rg"] is True
+    assert entry_doc(NumberEntry("n", 28.0, 28.0, float("inf")))["rg"] is True
+    assert "rg" not in entry_doc(NumberEntry("n", 25.0, 24.5, 25.5))
 
 
 # -- strings, tokens, uris, references --------------------------------------------------------------
@@ -217,7 +246,17 @@ def test_composite_parts_match_within_one_combination() -> None:
     )
     assert found == em(
         "code-value-quantity",
-        **{"$and": [{"c0.c": "8480-6", "c0.s": "http://loinc.org"}, {"c1.v": {"$gt": 100}}]},
+        **{
+            "$and": [
+                {"c0.c": "8480-6", "c0.s": "http://loinc.org"},
+                {
+                    "$or": [
+                        {"c1.rg": {"$ne": True}, "c1.v": {"$gt": 100}},
+                        {"c1.rg": True, "c1.hi": {"$gt": 100}},
+                    ]
+                },
+            ]
+        },
     )
 
 
