@@ -1,7 +1,8 @@
 """Routing a GET by its path to the read-side interaction. Used for HTTP GETs and transaction GETs alike.
 
 Paths are relative to the FHIR base: "", "_history", "Patient", "Patient/_history", "Patient/1",
-"Patient/1/_history", "Patient/1/_history/2", "Patient/1/$everything", "Patient/1/Observation".
+"Patient/1/_history", "Patient/1/_history/2", "Patient/1/$everything", "Patient/1/Observation",
+"Patient/1/*".
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ async def _instance(ctx: RequestContext, resource_type: str, rest: list[str], pa
         guard.require_scope(ctx, "search", None)
         await guard.require_searchable(ctx, "Patient", id)  # another patient's: 404, as if unknown
         return Result(200, body=await search_interaction.everything(ctx, id, params))
+    if resource_type == "Patient" and tail == ["*"]:
+        return await _compartment_search_all(ctx, id, params)
     if resource_type == "Patient" and len(tail) == 1 and not tail[0].startswith(("$", "_")):
         compartment_type = require_type(tail[0])
         guard.require_scope(ctx, "search", compartment_type)
@@ -58,6 +61,16 @@ async def _instance(ctx: RequestContext, resource_type: str, rest: list[str], pa
         )
         return Result(200, body=body)
     raise BadRequest(f"'{resource_type}/{'/'.join(rest)}' is not a path this server understands")
+
+
+async def _compartment_search_all(ctx: RequestContext, patient_id: str, params: Params) -> Result:
+    """`GET [base]/Patient/[id]/*`: every type in the compartment (http.html#search), so the
+    parameters are those of a search across all types (`_id`, `_lastUpdated`, `_tag`, ..., `_type`).
+    Access as for a system search: a scope for some type, then the query narrowed to what the
+    caller may see."""
+    guard.require_scope(ctx, "search", None)
+    body = await search_interaction.search_bundle(ctx, None, params, compartment=f"Patient/{patient_id}")
+    return Result(200, body=body)
 
 
 async def _search(ctx: RequestContext, resource_type: str | None, params: Params) -> Result:

@@ -271,6 +271,16 @@ async def test_patient_search_sees_own_compartment_only(client: httpx.AsyncClien
     assert await ids(client, "p1", "Patient/p2/Observation") == []
 
 
+async def test_compartment_search_across_all_types_stays_in_reach(client: httpx.AsyncClient) -> None:
+    """`Patient/[id]/*` is narrowed like any search: another patient's compartment shows nothing,
+    and only the types (and labels) the token allows show."""
+    own = await ids(client, "p1", "Patient/p1/*")
+    assert {"o1l", "o1u", "o1v", "o1x", "p1"} <= set(own)
+    assert await ids(client, "p1", "Patient/p2/*") == []
+    assert await ids(client, "p1-obs-only", "Patient/p1/*") == ["o1l", "o1u", "o1v", "o1x"]
+    assert await ids(client, "p1", "Patient/p1/*?_id=o1v,o2m") == ["o1v"]
+
+
 async def test_v1_scopes_work_like_v2(client: httpx.AsyncClient) -> None:
     """patient/*.read patient/*.write = patient/*.cruds."""
     assert await ids(client, "p1-v1", "Observation") == ["o1l", "o1u", "o1v", "o1x"]

@@ -104,6 +104,27 @@ async def test_compartment_search_and_everything(app_client: httpx.AsyncClient) 
     assert (await app_client.get("Patient/nobody/$everything")).status_code == 404
 
 
+async def test_compartment_search_across_all_types(app_client: httpx.AsyncClient) -> None:
+    """`GET Patient/[id]/*` (http.html#search): every type in the compartment, with the parameters
+    of a search across all types; a type's own parameters need `_type` naming it (400 otherwise)."""
+    await seed(app_client)
+    await put(app_client, {"resourceType": "Encounter", "id": "e1", "status": "finished",
+                           "class": {"code": "AMB"}, "subject": {"reference": "Patient/p2"},
+                           "meta": {"tag": [{"system": "urn:t", "code": "T1"}]}})  # fmt: skip
+    bundle = (await app_client.get("Patient/p2/*")).json()
+    assert sorted(e["fullUrl"].split("/fhir/")[1] for e in bundle["entry"]) == [
+        "Encounter/e1", "Observation/o3", "Patient/p2",
+    ]  # fmt: skip
+    assert next(link["url"] for link in bundle["link"] if link["relation"] == "self").startswith(
+        "http://testserver/fhir/Patient/p2/*"
+    )
+    tagged = (await app_client.get("Patient/p2/*", params={"_tag": "urn:t|T1"})).json()
+    assert [e["resource"]["id"] for e in tagged["entry"]] == ["e1"]
+    typed = (await app_client.get("Patient/p2/*", params={"_type": "Observation", "code": "8480-6"})).json()
+    assert [e["resource"]["id"] for e in typed["entry"]] == ["o3"]
+    assert (await app_client.get("Patient/p2/*", params={"code": "8480-6"})).status_code == 400
+
+
 async def test_revinclude_and_chain(app_client: httpx.AsyncClient) -> None:
     await seed(app_client)
     bundle = (
