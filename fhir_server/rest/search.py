@@ -9,8 +9,10 @@ totals, paging, includes and chains before anything is counted or returned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import orjson
 
@@ -20,9 +22,11 @@ from fhir_server.rest.context import RequestContext
 from fhir_server.search.bundle import Links, searchset
 from fhir_server.search.parse import ParsedSearch, ValueSetCodes, parse_search, value_set_urls
 from fhir_server.search.query import AccessFilter, Clause, SearchQuery, UriValue
-from fhir_server.search.valuesets import value_set_codes
+from fhir_server.search.valuesets import pick_value_set, value_set_codes
 
 Params = Sequence[tuple[str, str]]
+_MAX_VERSIONS = 1000  # versions of one value set considered when picking the latest
+_LITERAL_VALUE_SET = re.compile(r"ValueSet/([A-Za-z0-9\-.]{1,64})")
 _EVERYTHING = {"_since", "_type", "_count", "_offset", "_cursor", "_format", "_pretty"}
 
 
@@ -86,20 +90,36 @@ async def _run(ctx: RequestContext, parsed: ParsedSearch, path: str, compartment
 
 
 async def _value_sets(ctx: RequestContext, params: Params) -> dict[str, ValueSetCodes]:
-    """Expand the value sets `:in` / `:not-in` name, from the ValueSets stored here (by url).
+    """Expand the value sets `:in` / `:not-in` name, from the ValueSets stored here.
 
     Terminology is not patient data, so this lookup is not access-narrowed; it only feeds codes to
     the query, which itself is narrowed.
     """
     found: dict[str, ValueSetCodes] = {}
-    for url in value_set_urls(params):
-        criterion = Clause("url", "uri", (UriValue(url),))
-        query = SearchQuery(resource_types=("ValueSet",), criteria=(criterion,), count=1, total="none")
-        page = await ctx.store.search(query)
-        codes = value_set_codes(orjson.loads(page.matches[0].body)) if page.matches else None
+    for ref in value_set_urls(params):
+        value_set = await _value_set(ctx, ref)
+        codes = value_set_codes(value_set) if value_set is not None else None
         if codes is not None:
-            found[url] = codes
+            found[ref] = codes
     return found
+
+
+async def _value_set(ctx: RequestContext, ref: str) -> Mapping[str, Any] | None:
+    """The ValueSet `ref` names (search.html#modifiers: "literal ... or logical"): by canonical url,
+    with `|version` the one of that version, else the latest (valuesets.pick_value_set); failing
+    that, a literal reference `ValueSet/[id]` or `[our base]/ValueSet/[id]`."""
+    url, _, version = ref.partition("|")
+    if "://" in url or url.startswith("urn:"):
+        criterion = Clause("url", "uri", (UriValue(url),))
+        query = SearchQuery(("ValueSet",), (criterion,), count=_MAX_VERSIONS, total="none")
+        page = await ctx.store.search(query)
+        picked = pick_value_set([orjson.loads(m.body) for m in page.matches], version or None)
+        if picked is not None:
+            return picked
+    own = ctx.base_url.rstrip("/") + "/"
+    local = _LITERAL_VALUE_SET.fullmatch(ref[len(own) :] if ref.startswith(own) else ref)
+    stored = await ctx.store.read("ValueSet", local.group(1)) if local else None
+    return orjson.loads(stored.body) if stored is not None and not stored.deleted else None
 
 
 def access_filter(ctx: RequestContext) -> AccessFilter | None:

@@ -11,9 +11,11 @@ Choices where the spec leaves room (also in the CapabilityStatement's spirit):
   not supported).
 - Token `:in` / `:not-in` work for value sets stored on this server whose content is enumerated
   (`expansion.contains`, or `compose.include` concepts / whole code systems; the REST layer expands
-  them, see `rest/search.py`); `:above` / `:below` are not supported (no subsumption service);
-  `:text` is a folded substring of the coding display / CodeableConcept text; `:of-type` works on
-  Identifier-typed parameters (`identifier:of-type=typeSystem|typeCode|value`).
+  them, see `rest/search.py`), named by canonical url (`|version` picks that version, none the
+  latest: `valuesets.pick_value_set`) or literally (`ValueSet/id`); a comma list is any of them.
+  `:above` / `:below` are not supported (no subsumption service); `:text` is a folded substring
+  of the coding display / CodeableConcept text; `:of-type` works on Identifier-typed parameters
+  (`identifier:of-type=typeSystem|typeCode|value`).
 - Empty values (`name=`) are ignored, as the spec says, and reported in `ignored`.
 """
 
@@ -142,8 +144,9 @@ def parse_search(
 ) -> ParsedSearch:
     """Parse `params` for a search on `resource_type` (None: system level, narrowed by `_type`).
 
-    `base_url`: our own absolute references become local ones. `value_sets`: url -> codes of the
-    value sets `:in` / `:not-in` may name (the REST layer expands those the server holds).
+    `base_url`: our own absolute references become local ones. `value_sets`: the value sets
+    `:in` / `:not-in` name (as `value_set_urls` lists them: url, url|version, ValueSet/id) -> their
+    codes (the REST layer expands those the server holds).
     """
     types = _search_types(resource_type, params)
     state = _State(types, SearchQuery(resource_types=types))
@@ -320,23 +323,34 @@ def _of_type(code: str, raw: str) -> Clause:
 
 
 def _in_value_set(code: str, modifier: str, raw: str, env: Env) -> Clause:
-    """`:in` = a code of the value set; `:not-in` = none of its codes (like `:not`)."""
-    url = v.unescape(raw).split("|", 1)[0]
-    codes = env.value_sets.get(url)
-    if codes is None:
-        raise BadRequest(
-            f"'{code}:{modifier}': value set '{url}' is not one this server holds and can expand"
-        )
+    """`:in` = a code of the value set; `:not-in` = none of its codes (like `:not`). A comma list
+    names several value sets: a code of any of them (OR)."""
+    codes: dict[tuple[str, str | None], None] = {}
+    for ref in value_set_refs(raw):
+        found = env.value_sets.get(ref)
+        if found is None:
+            raise BadRequest(
+                f"'{code}:{modifier}': value set '{ref}' is not one this server holds and can expand"
+            )
+        codes.update(dict.fromkeys(found))
     values: tuple[Value, ...] = tuple(TokenValue(system, c) for system, c in codes)
     return Clause(code, "token", values, negate=modifier == "not-in")
 
 
+def value_set_refs(raw: str) -> list[str]:
+    """The value sets one `:in` / `:not-in` value names, as written (unescaped): a canonical url,
+    `url|version`, or a literal reference such as `ValueSet/123`; commas separate several."""
+    return [v.unescape(part) for part in v.split_unescaped(raw, ",") if part]
+
+
 def value_set_urls(params: Sequence[tuple[str, str]]) -> list[str]:
-    """The value sets named by `:in` / `:not-in` parameters, for the caller to expand first."""
+    """The value sets named by `:in` / `:not-in` parameters, for the caller to expand first: the keys
+    `parse_search` then looks up in `value_sets`."""
     found = [
-        v.unescape(value).split("|", 1)[0]
+        ref
         for name, value in params
         if name.rsplit(".", 1)[-1].endswith((":in", ":not-in"))
+        for ref in value_set_refs(value)
     ]
     return list(dict.fromkeys(found))
 

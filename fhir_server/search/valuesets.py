@@ -3,11 +3,15 @@
 Only content that is enumerated can be used without a terminology service: an `expansion`, or a
 `compose` whose includes list concepts or take a whole code system. Filters, imported value sets and
 excludes need real expansion, so those value sets are refused (None), never half-applied.
+
+Which ValueSet a canonical reference means (https://hl7.org/fhir/R4/references.html#canonical):
+`url|version` the one with that version; a bare url the latest held (`pick_value_set`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fhir_server.search.parse import ValueSetCodes
@@ -45,3 +49,24 @@ def _include(include: Mapping[str, Any]) -> list[tuple[str, str | None]] | None:
     if concepts:
         return [(str(system), str(c["code"])) for c in concepts if c.get("code")]
     return [(str(system), None)]
+
+
+def pick_value_set(candidates: Sequence[Mapping[str, Any]], version: str | None) -> Mapping[str, Any] | None:
+    """Of the value sets sharing one canonical url: the one with `version`, or without a version
+    asked for, the latest (`version_order`)."""
+    if version is not None:
+        return next((vs for vs in candidates if vs.get("version") == version), None)
+    return max(candidates, key=version_order, default=None)
+
+
+def version_order(value_set: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Latest = the highest `version`, compared piece by piece between `.`, `-` and `+`, numeric
+    pieces as numbers ("1.10" after "1.9", "2" after "1.5"), others as text and after numbers; a
+    value set without a version before any with one. Equal versions: the last updated (the stored
+    `meta.lastUpdated`, all written by this server in one format)."""
+    version = value_set.get("version")
+    pieces = re.split(r"[.+-]", version) if isinstance(version, str) and version else []
+    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pieces)
+    meta = value_set.get("meta")
+    updated = meta.get("lastUpdated", "") if isinstance(meta, Mapping) else ""
+    return (bool(pieces), key, str(updated))

@@ -16,6 +16,8 @@ import pytest
 
 from fhir_server.errors import BadRequest, ConditionConflict
 from fhir_server.indexing.extract import extract_entries, patient_compartments
+from fhir_server.rest.context import RequestContext
+from fhir_server.rest.search import search_bundle
 from fhir_server.search.parse import parse_search
 from fhir_server.search.query import (
     AccessFilter,
@@ -291,6 +293,52 @@ async def test_quantity_prefixes_on_a_range_compare_its_extent(store: Store) -> 
     ]
     assert sorted(await ids(store, "Condition", "onset-age=ap25")) == ["age", "range"]
     assert await ids(store, "Condition", "onset-age=lt21") == ["range"]
+
+
+async def _bundle_ids(store: Store, resource_type: str, query: str) -> list[str]:
+    """The ids a search answers through the REST layer (which expands `:in` value sets first)."""
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    ctx = RequestContext(store, "http://testserver/fhir")
+    body = orjson.loads(await search_bundle(ctx, resource_type, params))  # type: ignore[arg-type]
+    return sorted(e["resource"]["id"] for e in body.get("entry", []))
+
+
+async def test_in_picks_the_value_set_version_and_takes_lists_and_literal_references(store: Store) -> None:
+    """`:in=url|version` that version; a bare url the latest (highest version); a comma list any of
+    them (OR); `ValueSet/[id]` the value set stored under that id."""
+
+    def value_set(id: str, url: str, version: str | None, *codes: str) -> dict[str, Any]:
+        include = [{"system": "urn:x", "concept": [{"code": c} for c in codes]}]
+        versioned = {"version": version} if version else {}
+        return {"resourceType": "ValueSet", "id": id, "url": url, **versioned, "status": "active",
+                "compose": {"include": include}}  # fmt: skip
+
+    def coded(id: str, code: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": "urn:x", "code": code}]}}  # fmt: skip
+
+    await put(
+        store,
+        value_set("vs10", "http://ex.org/vs1", "10", "C"),
+        value_set("vs1", "http://ex.org/vs1", "1", "A", "B"),
+        value_set("vs9", "http://ex.org/vs1", "9", "Z"),
+        value_set("other", "http://ex.org/vs2", None, "Q"),
+        *(coded(f"o{c}", c) for c in "ABCZQ"),
+    )
+    assert await _bundle_ids(store, "Observation", "code:in=http://ex.org/vs1|1") == ["oA", "oB"]
+    assert await _bundle_ids(store, "Observation", "code:in=http://ex.org/vs1|9") == ["oZ"]
+    assert await _bundle_ids(store, "Observation", "code:in=http://ex.org/vs1") == ["oC"]  # 10 > 9
+    assert await _bundle_ids(store, "Observation", "code:in=http://ex.org/vs1|1,http://ex.org/vs2") == [
+        "oA", "oB", "oQ",
+    ]  # fmt: skip
+    assert await _bundle_ids(store, "Observation", "code:not-in=http://ex.org/vs1|1,ValueSet/other") == [
+        "oC", "oZ",
+    ]  # fmt: skip
+    assert await _bundle_ids(store, "Observation", "code:in=ValueSet/vs9") == ["oZ"]
+    assert await _bundle_ids(store, "Observation", "code:in=http://testserver/fhir/ValueSet/vs9") == ["oZ"]
+    for unknown in ("http://ex.org/vs1|2", "ValueSet/nope", "http://ex.org/vs1,http://ex.org/none"):
+        with pytest.raises(BadRequest, match="is not one this server holds"):
+            await _bundle_ids(store, "Observation", f"code:in={unknown}")
 
 
 # -- reference, uri, composite --------------------------------------------------------------------

@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/search.html — pure functions, so plain values are comp
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -31,7 +32,7 @@ from fhir_server.search.query import (
     TokenValue,
     UriValue,
 )
-from fhir_server.search.valuesets import value_set_codes
+from fhir_server.search.valuesets import pick_value_set, value_set_codes
 
 DAY = 86_400_000_000
 
@@ -304,6 +305,33 @@ def test_in_and_not_in_use_the_given_value_sets() -> None:
         "http://vs",
         "http://g",
     ]
+
+
+def test_in_with_a_list_of_value_sets_is_any_of_them() -> None:
+    """`code:in=a,b|2,ValueSet/c`: each reference as written is a key of `value_sets`; codes OR."""
+    sets = {"http://a": (("http://s", "a"),), "http://b|2": (("http://s", "b"), ("http://s", "a"))}
+    sets["ValueSet/c"] = (("http://t", None),)
+    parsed = parse_search("Observation", [("code:in", "http://a,http://b|2,ValueSet/c")], value_sets=sets)
+    codes = (TokenValue("http://s", "a"), TokenValue("http://s", "b"), TokenValue("http://t", None))
+    assert parsed.query.criteria == (Clause("code", "token", codes),)
+    assert value_set_urls([("code:in", "http://a,http://b|2"), ("code:not-in", "ValueSet/c")]) == [
+        "http://a",
+        "http://b|2",
+        "ValueSet/c",
+    ]
+
+
+def test_the_latest_value_set_is_the_highest_version() -> None:
+    def vs(version: str | None, updated: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+        return {"version": version, "meta": {"lastUpdated": updated}} if version else {"meta": {}}
+
+    held = [vs("1.9"), vs("1.10"), vs(None), vs("1.2-beta")]
+    assert pick_value_set(held, None) == vs("1.10")
+    assert pick_value_set(held, "1.9") == vs("1.9")
+    assert pick_value_set(held, "3") is None
+    assert pick_value_set([vs(None)], None) == vs(None)
+    same = [vs("2", "2026-01-02T00:00:00Z"), vs("2", "2026-03-01T00:00:00Z")]
+    assert pick_value_set(same, None) == same[1]
 
 
 def test_value_set_codes_only_from_enumerated_content() -> None:
