@@ -104,8 +104,27 @@ class ReferenceValue:
 
 @dataclass(frozen=True, slots=True)
 class UriValue:
+    """`:above` / `:below` compare whole path segments (search.html#uri): `below=http://a/fhir`
+    matches `http://a/fhir` and `http://a/fhir/...`, not `http://a/fhirplace`; `above` matches the
+    value and its segment ancestors (`ancestors`)."""
+
     value: str
     match: Literal["eq", "above", "below"] = "eq"
+
+    def ancestors(self) -> list[str]:
+        """The value and every url it lies below, each with and without its trailing `/`:
+        `http://a/b/c` -> `http://a/b/c`, `http://a/b/`, `http://a/b`, `http://a/`, `http://a`, ..."""
+        found = [self.value]
+        scheme = self.value.find("://")
+        first = scheme + 3 if scheme >= 0 else 1  # not inside `http://`
+        for i in range(len(self.value) - 1, first - 1, -1):
+            if self.value[i] == "/":
+                found += [self.value[: i + 1], self.value[:i]]
+        return list(dict.fromkeys(p for p in found if p))
+
+    def below_prefix(self) -> str:
+        """What a url below the value starts with: the value ending in one `/`."""
+        return self.value.rstrip("/") + "/"
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,11 +322,13 @@ def reference_filter(value: ReferenceValue) -> Doc:
 
 
 def uri_filter(value: UriValue) -> Doc:
+    """Whole path segments for `:below` / `:above` (UriValue), as the SQLite adapter."""
     if value.match == "below":
-        return {"v": {"$regex": "^" + re.escape(value.value)}}
+        below = {"v": {"$regex": "^" + re.escape(value.below_prefix())}}
+        return {"$or": [{"v": value.value.rstrip("/") or value.value}, below]}
     if value.match == "above":
-        # Entries that are a prefix of the value: an equality lookup per prefix, which uses the index.
-        return {"v": {"$in": [value.value[:n] for n in range(1, len(value.value) + 1)]}}
+        # The value's segment ancestors: an equality lookup each, which uses the index.
+        return {"v": {"$in": value.ancestors()}}
     return {"v": value.value}
 
 

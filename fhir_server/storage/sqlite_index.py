@@ -483,10 +483,13 @@ def _reference_sql(value: ReferenceValue, col: Col) -> Sql:
 
 
 def _uri_sql(value: UriValue, col: Col) -> Sql:
+    """Whole path segments for `:below` / `:above` (UriValue)."""
     if value.match == "below":
-        return f"({col('value')} >= ? AND {col('value')} < ?)", [value.value, value.value + _HIGHEST]
+        prefix = value.below_prefix()
+        below = f"({col('value')} >= ? AND {col('value')} < ?)", [prefix, prefix + _HIGHEST]
+        return f"({col('value')} = ? OR {below[0]})", [value.value.rstrip("/") or value.value, *below[1]]
     if value.match == "above":
-        return f"substr(?, 1, length({col('value')})) = {col('value')}", [value.value]
+        return _in(col("value"), value.ancestors())
     return f"{col('value')} = ?", [value.value]
 
 

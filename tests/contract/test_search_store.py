@@ -381,6 +381,32 @@ async def test_uri_below_and_above(store: Store) -> None:
     assert await ids(store, "ValueSet", "url:above=http://acme.org/fhir/ValueSet/a/extra") == ["a"]
 
 
+async def test_uri_below_and_above_match_whole_path_segments(store: Store) -> None:
+    """search.html#uri: `:below` is the url or under it (`/`), `:above` the url or a segment
+    ancestor of it; `http://acme.org/fhirplace` is not below `http://acme.org/fhir`."""
+    urls = {
+        "v1": "http://acme.org/fhir/ValueSet/123",
+        "v2": "http://acme.org/fhir",
+        "v3": "http://acme.org/fhirplace/ValueSet/1",
+        "v4": "http://acme.org/fh",
+        "v5": "http://acme.org/fhir/ValueSet/123/_history/5",
+        "v6": "http://acme.org/fhir/",
+    }
+    await put(
+        store, *({"resourceType": "ValueSet", "id": i, "status": "active", "url": u} for i, u in urls.items())
+    )
+    found = {
+        "url:below=http://acme.org/fhir": ["v1", "v2", "v5", "v6"],
+        "url:below=http://acme.org/fhir/": ["v1", "v2", "v5", "v6"],
+        "url:below=http://acme.org/fhir/ValueSet/123": ["v1", "v5"],
+        "url:above=http://acme.org/fhir/ValueSet/123": ["v1", "v2", "v6"],
+        "url:above=http://acme.org/fhir/ValueSet/123/_history/5": ["v1", "v2", "v5", "v6"],
+        "url:above=http://acme.org/fhirplace/ValueSet/1": ["v3"],
+    }
+    for query, expected in found.items():
+        assert sorted(await ids(store, "ValueSet", query)) == expected, query
+
+
 async def test_composite_code_value_quantity(store: Store) -> None:
     """The code and the value must belong to the same observation component."""
     q = {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}

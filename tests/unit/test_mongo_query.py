@@ -216,8 +216,15 @@ def test_token_not_is_the_negation_of_any_value() -> None:
     ("value", "cond"),
     [
         (UriValue("http://a/b"), {"v": "http://a/b"}),
-        (UriValue("http://a/b", "below"), {"v": {"$regex": r"^http://a/b"}}),
-        (UriValue("http:", "above"), {"v": {"$in": ["h", "ht", "htt", "http", "http:"]}}),
+        (UriValue("http://a/b", "below"), {"$or": [{"v": "http://a/b"}, {"v": {"$regex": r"^http://a/b/"}}]}),
+        (
+            UriValue("http://a/b/", "below"),
+            {"$or": [{"v": "http://a/b"}, {"v": {"$regex": r"^http://a/b/"}}]},
+        ),
+        (
+            UriValue("http://a/b/c", "above"),
+            {"v": {"$in": ["http://a/b/c", "http://a/b/", "http://a/b", "http://a/", "http://a"]}},
+        ),
     ],
 )
 def test_uri_forms(value: UriValue, cond: dict[str, object]) -> None:
