@@ -149,7 +149,9 @@ async def _import_files(settings: Settings, files: list[Path], workers: int) -> 
                 def advance(done: int, task: TaskID = task) -> None:
                     progress.advance(task, done)
 
-                report = await import_resources(store, read_file(path), progress=advance, workers=workers)
+                report = await import_resources(
+                    store, read_file(path), base_url=settings.base_url, progress=advance, workers=workers
+                )
             console.print(f"{path.name}: {report.written} written, {report.failed} failed")
             for problem in report.errors:
                 console.print(f"  [yellow]{problem}[/yellow]")

@@ -28,6 +28,8 @@ from fhir_server.rest.writes import new_id, utc_now
 from fhir_server.storage.port import Store, WriteOp
 
 Json = dict[str, Any]
+# Stands in where no base is known: `.invalid` is reserved (RFC 2606), so no reference names it.
+_NO_BASE = "http://fhir-server.invalid/fhir"
 CHUNK = 1000  # resources per store write: larger writes dirty each index page fewer times
 
 
@@ -62,7 +64,7 @@ async def import_resources(
     store: Store,
     resources: Iterable[Source],
     *,
-    base_url: str = "http://localhost/fhir",
+    base_url: str | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int = 0,
 ) -> ImportReport:
@@ -70,10 +72,15 @@ async def import_resources(
 
     With `workers` > 0, validation and indexing (the CPU-bound part) run in that many processes
     while the store writes the previous chunk, and chunks are still written in order.
+
+    `base_url`: the FHIR base of the server that will serve the store. References to it are stored
+    relative, as the server stores those written to it (writes.relative_references). Without one,
+    references are stored as written, and a placeholder base serves transaction Bundles' fullUrls.
     """
-    ctx = RequestContext(store, base_url)
+    ctx = RequestContext(store, base_url or _NO_BASE)
+    own_base = base_url
     report = ImportReport()
-    with _planner(workers) as plan:
+    with _planner(workers, own_base) as plan:
         pipeline = _Pipeline(ctx, report, progress, plan, depth=max(1, workers) + 3)
         try:
             await _feed(pipeline, ctx, resources, report, progress)
@@ -188,18 +195,18 @@ PlanFn = Callable[[list[Item], datetime], Awaitable[list[Planned]]]
 
 
 @contextmanager
-def _planner(workers: int) -> Iterator[PlanFn]:
+def _planner(workers: int, own_base: str | None) -> Iterator[PlanFn]:
     if workers <= 0:
 
         async def inline(items: list[Item], now: datetime) -> list[Planned]:
-            return plan_items(items, now)
+            return plan_items(items, now, own_base)
 
         yield inline
         return
     planner = Planner(workers)
 
     async def pooled(items: list[Item], now: datetime) -> list[Planned]:
-        return await planner.plan(items, now)
+        return await planner.plan(items, now, own_base)
 
     try:
         yield pooled

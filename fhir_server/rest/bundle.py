@@ -280,7 +280,7 @@ async def _prepare_creations(ctx: RequestContext, entries: list[Entry], now: dat
         ({**(e.resource or {}), "id": e.assigned_id}, str(e.assigned_id), 0) for e in creations
     ]
     try:
-        results = await ctx.planner.plan(items, now)
+        results = await ctx.planner.plan(items, now, ctx.base_url)
     except Exception as error:  # no worker processes to be had: plan them here, as for small ones
         log.warning(
             "worker processes unavailable (%s); planning the transaction in-process", type(error).__name__

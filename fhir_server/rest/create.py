@@ -40,6 +40,6 @@ async def plan_create(
         )
         if existing is not None:
             return Planned(200, existing=existing, location=True)
-    op = prepared or plan_put(body, id or new_id(), 0, now, method="POST")
+    op = prepared or plan_put(body, id or new_id(), 0, now, method="POST", own_base=ctx.base_url)
     await guard.require_writable_new(ctx, "create", op)  # e.g. not for another patient
     return guarded(Planned(201, op, location=True), unless_match)

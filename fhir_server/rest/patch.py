@@ -61,6 +61,6 @@ async def plan_patch(
     check_if_match(current, if_match, f"{resource_type}/{id}")
     patched = apply_json_patch(decode(current.body), operations)
     validate_resource(patched, expected_type=resource_type, expected_id=id, require_id=True)
-    op = plan_put(patched, id, current.version_id, now, method="PATCH")
+    op = plan_put(patched, id, current.version_id, now, method="PATCH", own_base=ctx.base_url)
     await guard.require_writable_new(ctx, "patch", op)
     return Planned(200, op, if_match=if_match is not None)

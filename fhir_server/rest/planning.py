@@ -44,8 +44,9 @@ class PlanError:
         return FhirError(self.message, list(self.issues), status=self.status, code=self.code)
 
 
-def plan_items(items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
-    """Validate and index each resource as version `expected + 1` of Type/id (pure: runs anywhere)."""
+def plan_items(items: list[Item], now: datetime, own_base: str | None = None) -> list[WriteOp | PlanError]:
+    """Validate and index each resource as version `expected + 1` of Type/id (pure: runs anywhere);
+    references to `own_base` are stored relative (writes.plan_put)."""
     out: list[WriteOp | PlanError] = []
     for item, id, expected in items:
         kind = item_type(item)
@@ -53,7 +54,8 @@ def plan_items(items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
             resource = item if isinstance(item, dict) else _parsed_line(item, kind, id)
             require_type(kind)
             validate_resource(resource, expected_type=kind, expected_id=id, require_id=True)
-            out.append(plan_put(resource, id, expected, now, method="PUT" if expected else "POST"))
+            method = "PUT" if expected else "POST"
+            out.append(plan_put(resource, id, expected, now, method, own_base=own_base))
         except FhirError as error:
             out.append(
                 PlanError(f"{kind}/{id}", error.status, error.code, error.message, tuple(error.issues))
@@ -96,7 +98,9 @@ class Planner:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
 
-    async def plan(self, items: list[Item], now: datetime) -> list[WriteOp | PlanError]:
+    async def plan(
+        self, items: list[Item], now: datetime, own_base: str | None = None
+    ) -> list[WriteOp | PlanError]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_ready
@@ -106,7 +110,7 @@ class Planner:
         slices = [items[i : i + share] for i in range(0, len(items), share)]
         try:
             parts = await asyncio.gather(
-                *(loop.run_in_executor(self._pool, plan_items, s, now) for s in slices)
+                *(loop.run_in_executor(self._pool, plan_items, s, now, own_base) for s in slices)
             )
         except Exception:
             self.close()  # a broken pool is started afresh next time

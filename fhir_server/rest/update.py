@@ -53,7 +53,7 @@ async def plan_update(
     check_if_match(current, if_match, f"{resource_type}/{id}")
     expected = current.version_id if current else 0
     created = current is None or current.deleted
-    op = plan_put(resource, id, expected, now)
+    op = plan_put(resource, id, expected, now, own_base=ctx.base_url)
     await guard.require_writable_new(ctx, "update", op)
     return Planned(201 if created else 200, op, if_match=if_match is not None, location=created)
 

@@ -6,6 +6,7 @@ https://hl7.org/fhir/R4/resource.html#Meta — the server owns `meta.versionId` 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -51,16 +52,32 @@ def decode(body: bytes) -> Json:
     return value
 
 
-def plan_put(resource: Json, id: str, expected_version: int, now: datetime, method: str = "PUT") -> WriteOp:
-    """A WriteOp storing `resource` as version expected_version + 1 of `Type/id`."""
+def plan_put(
+    resource: Json,
+    id: str,
+    expected_version: int,
+    now: datetime,
+    method: str = "PUT",
+    *,
+    own_base: str | None = None,
+) -> WriteOp:
+    """A WriteOp storing `resource` as version expected_version + 1 of `Type/id`.
+
+    `own_base`: this server's FHIR base; references to it are stored relative (`relative_references`).
+    """
     stamped = stamp(resource, id, expected_version + 1, now)
+    body = encode(stamped)
+    if own_base and (own_base.rstrip("/") + "/").encode() in body:  # a byte search: rarely more
+        localized = relative_references(stamped, own_base)
+        if localized is not stamped:
+            stamped, body = localized, encode(localized)
     entries = extract_entries(stamped)
     return WriteOp(
         resource_type=stamped["resourceType"],
         id=id,
         expected_version=expected_version,
         last_updated=now,
-        body=encode(stamped),
+        body=body,
         entries=entries,
         compartments=patient_compartments(stamped, entries),
         method=method,
@@ -72,6 +89,47 @@ def stored_index(resource_type: str, id: str, body: bytes) -> tuple[list[IndexEn
     resource = decode(body)
     entries = extract_entries(resource)
     return entries, patient_compartments(resource, entries)
+
+
+_LOCAL = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
+
+
+def relative_references(resource: Json, own_base: str) -> Json:
+    """`resource` with every Reference.reference to this server written absolutely
+    (`[own_base]/Type/id[/_history/v]`) in its relative form `Type/id[/_history/v]`; the same object
+    when there is none.
+
+    A relative reference is relative to the server's base (references.html#literal), so the two
+    mean the same resource; storing one form lets search, compartments and `_include` match them
+    alike (search.html#reference), and a server that moves to another base keeps its references
+    resolving. Bundles are stored as written: a document's references resolve against its
+    entries' fullUrls and may be signed."""
+    if resource.get("resourceType") == "Bundle":
+        return resource
+    prefix = own_base.rstrip("/") + "/"
+    changed = _relative(resource, prefix)
+    return resource if changed is None else changed
+
+
+def _relative(node: Any, prefix: str) -> Any:
+    """The node with own references made relative, or None when nothing changed (no copies)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] | None = None
+        for key, value in node.items():
+            new = _relative(value, prefix) if isinstance(value, dict | list) else None
+            if key == "reference" and isinstance(value, str) and value.startswith(prefix):
+                local = value[len(prefix) :]
+                new = local if _LOCAL.fullmatch(local) else None
+            if new is not None:
+                out = dict(node) if out is None else out
+                out[key] = new
+        return out
+    if isinstance(node, list):
+        items = [_relative(item, prefix) if isinstance(item, dict | list) else None for item in node]
+        if all(item is None for item in items):
+            return None
+        return [node[i] if item is None else item for i, item in enumerate(items)]
+    return None
 
 
 def plan_delete(current: StoredResource, now: datetime) -> WriteOp:
