@@ -272,6 +272,8 @@ def _clause(
         return _in_value_set(code, modifier, raw, env)
     if kind == "reference" and modifier is None:
         modifier = _only_target(defs)  # `patient=1` means Patient/1: a tighter index lookup
+    elif kind == "reference" and modifier not in (None, "identifier"):
+        _require_type_agrees(code, modifier, raw)
     parsed: list[Value] = []
     for part in v.split_unescaped(raw, ","):
         value = _value(code, kind, modifier, part, components, env)
@@ -303,6 +305,21 @@ def _check_modifier(
         return modifier
     why = "is not supported by this server" if modifier in _UNSUPPORTED_MODIFIERS else "is not valid"
     raise BadRequest(f"Modifier ':{modifier}' on {kind} search parameter '{code}' {why}")
+
+
+def _require_type_agrees(code: str, type_modifier: str, raw: str) -> None:
+    """`subject:Patient=Group/1` asks for a Patient that is a Group: a 400 naming the contradiction
+    (a silent empty answer would hide the mistake; lenient handling skips the parameter)."""
+    for part in v.split_unescaped(raw, ","):
+        try:
+            written = v.parse_reference(part, None, None)
+        except ValueError:
+            continue  # malformed: parsing the value proper says so
+        if written.target_type is not None and written.target_type != type_modifier:
+            raise BadRequest(
+                f"'{code}:{type_modifier}={v.unescape(part)}': the value names a {written.target_type}, "
+                f"not a {type_modifier}; use {code}:{type_modifier}=[id] or {code}={v.unescape(part)}"
+            )
 
 
 def _only_target(defs: list[_ParamDef]) -> str | None:

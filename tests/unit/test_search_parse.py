@@ -307,6 +307,17 @@ def test_in_and_not_in_use_the_given_value_sets() -> None:
     ]
 
 
+def test_a_type_modifier_the_value_contradicts_is_refused() -> None:
+    """`subject:Patient=Group/p1` would be a Patient that is a Group: 400, not a silent match."""
+    with pytest.raises(BadRequest, match="names a Group, not a Patient"):
+        parse_search("Observation", [("subject:Patient", "p2,Group/p1")])
+    agreeing = parse_search("Observation", [("subject:Patient", "Patient/p1")]).query.criteria
+    assert isinstance(agreeing[0], Clause) and agreeing[0].values[0] == ReferenceValue("Patient", "p1")
+    lenient = parse_search("Observation", [("subject:Patient", "Group/p1")], strict=False)
+    assert lenient.query.criteria == () and lenient.ignored[0].name == "subject:Patient"
+    assert parse_search("Observation", [("patient", "Group/p1")]).query.criteria  # no modifier: no match
+
+
 def test_in_with_a_list_of_value_sets_is_any_of_them() -> None:
     """`code:in=a,b|2,ValueSet/c`: each reference as written is a key of `value_sets`; codes OR."""
     sets = {"http://a": (("http://s", "a"),), "http://b|2": (("http://s", "b"), ("http://s", "a"))}
