@@ -26,7 +26,8 @@ MAX_INSTANT = 2**62
 # What extraction writes, by version; stores record the version their entries were made with, and
 # `fhir-server reindex` brings an older store's entries up to this one.
 # 1: before versions were recorded. 2: numbers with a fraction or exponent indexed (request bodies
-#    parse them as Decimal, which extraction skipped: `value-quantity=6.3` found nothing).
+#    parse them as Decimal, which extraction skipped: `value-quantity=6.3` found nothing); MongoDB
+#    entries from a Range marked `rg` (compared by their ends).
 INDEX_VERSION = 2
 
 
