@@ -128,5 +128,7 @@ def _not_modified(request: Request, stored: StoredResource) -> bool:
             moment = parsedate_to_datetime(since)
         except (TypeError, ValueError):
             return False
+        if moment.tzinfo is None:  # `-0000`: RFC 9110 5.6.7 says HTTP dates are UTC
+            moment = moment.replace(tzinfo=UTC)
         return stored.last_updated.replace(microsecond=0) <= moment
     return False

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import orjson
 
 from fhir_server.access import guard
+from fhir_server.digits import ascii_whole
 from fhir_server.errors import BadRequest, NotFound
 from fhir_server.indexing.normalize import date_bounds
-from fhir_server.instants import from_micros
+from fhir_server.instants import from_micros, to_micros
 from fhir_server.rest.common import require_id, require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.result import Result
@@ -21,6 +22,7 @@ from fhir_server.storage.port import HistoryPage, HistoryQuery, StoredResource
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
+_FIRST, _LAST = to_micros(datetime.min.replace(tzinfo=UTC)), to_micros(datetime.max.replace(tzinfo=UTC))
 _KNOWN = {"_since", "_at", "_count", "_offset", "_format", "_pretty", "_list"}
 
 
@@ -78,16 +80,21 @@ def _instant(values: dict[str, str], name: str) -> datetime | None:
     except ValueError:
         raise BadRequest(f"{name}='{values[name]}' is not a FHIR instant or date", expression=name) from None
     # _since: versions at or after the start of the given moment; _at: as it stood at its end.
-    return from_micros(low if name == "_since" else high - 1)
+    # A moment outside datetime's years 1-9999 (`0000-01-01`, `0001-01-01T00:00+14:00`) is moved to
+    # the nearest one it can hold: no version was written before year 1 or after 9999, so the
+    # versions selected are the same.
+    micros = low if name == "_since" else high - 1
+    return from_micros(min(max(micros, _FIRST), _LAST))
 
 
 def _whole(values: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     text = values.get(name)
     if text is None:
         return default
-    if not text.isdigit():
-        raise BadRequest(f"{name}='{text}' must be a whole number", expression=name)
-    return max(low, min(int(text), high))
+    number = ascii_whole(text)
+    if number is None:
+        raise BadRequest(f"{name}='{text}' must be a whole number written in the digits 0-9", expression=name)
+    return max(low, min(number, high))
 
 
 def _bundle(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from fhir_server import jsonio
 from fhir_server.access import guard
+from fhir_server.digits import CEILING, ascii_whole
 from fhir_server.errors import BadRequest, Gone, NotFound
 from fhir_server.rest.common import require_id, require_live, require_type
 from fhir_server.rest.context import RequestContext
@@ -31,9 +32,10 @@ async def vread(
     require_type(resource_type)
     require_id(id)
     guard.require_scope(ctx, "vread", resource_type)
-    if not version.isdigit():
-        raise NotFound(f"{resource_type}/{id} has no version '{version}'; versions are whole numbers")
-    stored = await ctx.store.vread(resource_type, id, int(version))
+    number = ascii_whole(version)
+    if number is None:
+        raise NotFound(f"{resource_type}/{id} has no version '{version}'; versions are whole numbers (0-9)")
+    stored = await ctx.store.vread(resource_type, id, number) if number < CEILING else None
     if stored is None:
         raise NotFound(f"{resource_type}/{id} has no version {version}")
     await guard.require_version_readable(ctx, stored)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server import jsonio
+from fhir_server.digits import ascii_whole
 from fhir_server.errors import ConditionConflict, Conflict, PreconditionFailed, VersionConflict
 from fhir_server.indexing.entries import IndexEntry
 from fhir_server.indexing.extract import extract_entries, patient_compartments
@@ -160,9 +161,9 @@ def version_conflict_error(error: VersionConflict, *, if_match: bool) -> Excepti
 
 
 def parse_etag(value: str) -> int | None:
-    """`W/"3"` or `"3"` -> 3; anything else -> None."""
+    """`W/"3"` or `"3"` -> 3; anything else -> None. A version beyond any store's (digits.CEILING)
+    reads as CEILING, which matches no resource's version: an If-Match with it fails as it should."""
     text = value.strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
-    return int(text) if text.isdigit() else None
+    return ascii_whole(text.strip('"'))

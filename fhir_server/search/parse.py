@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from fhir_server.digits import ascii_whole
 from fhir_server.errors import BadRequest
 from fhir_server.indexing.registry import get_registry
 from fhir_server.search import values as v
@@ -50,6 +51,9 @@ from fhir_server.validation import supported_types
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 MAX_CHAIN_DEPTH = 4
+# Paging by offset past a billion matches is not a real use (a page there costs a scan of them all),
+# and the bound keeps offset + count well inside a store's 64-bit integers.
+MAX_OFFSET = 1_000_000_000
 
 _IGNORED_BY_SEARCH = {"_format", "_pretty"}  # presentation, handled by the HTTP layer
 _SUMMARY = {"true", "text", "data", "count", "false"}
@@ -490,7 +494,12 @@ def _set_count(state: _State, name: str, raw: str) -> None:
 
 
 def _set_offset(state: _State, name: str, raw: str) -> None:
-    state.query = replace(state.query, offset=_whole_number(name, raw))
+    offset = _whole_number(name, raw)
+    if offset > MAX_OFFSET:
+        raise BadRequest(
+            f"'{name}' may be at most {MAX_OFFSET:,}, not {raw}; follow the Bundle's next links to page on"
+        )
+    state.query = replace(state.query, offset=offset)
 
 
 def _set_cursor(state: _State, name: str, raw: str) -> None:
@@ -498,9 +507,10 @@ def _set_cursor(state: _State, name: str, raw: str) -> None:
 
 
 def _whole_number(name: str, raw: str) -> int:
-    if not raw.isdigit():
-        raise BadRequest(f"'{name}' must be a whole number, not '{raw}'")
-    return int(raw)
+    number = ascii_whole(raw)
+    if number is None:
+        raise BadRequest(f"'{name}' must be a whole number written in the digits 0-9, not '{raw}'")
+    return number
 
 
 def _set_total(state: _State, name: str, raw: str) -> None:

@@ -1,0 +1,119 @@
+"""Malformed or extreme requests: each answers an OperationOutcome with a 4xx status that says what to
+change, never a 500, and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def patient(family: str = "Smith", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "name": [{"family": family}], **extra}
+
+
+async def created(client: httpx.AsyncClient, resource: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(resource["resourceType"], json=resource, headers=FHIR_JSON)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def refused(response: httpx.Response, status: int, *words: str) -> None:
+    """`response` is an OperationOutcome with `status` whose diagnostics mention each of `words`."""
+    assert response.status_code == status, (response.status_code, response.text)
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    text = " ".join(issue.get("diagnostics", "") for issue in outcome["issue"])
+    for word in words:
+        assert word in text, (word, text)
+
+
+async def test_paging_numbers_must_be_ascii_digits(app_client: httpx.AsyncClient) -> None:
+    """`²` is a digit to str.isdigit() but not a number: 400 naming the parameter, wherever paging is."""
+    pid = (await created(app_client, patient()))["id"]
+    for path in (
+        "Patient?_count=%C2%B2",
+        "Patient?_offset=%C2%B2",
+        "_history?_count=%C2%B2",
+        "Patient/_history?_offset=%D9%A1",
+        f"Patient/{pid}/$everything?_count=%C2%B2",
+    ):
+        refused(await app_client.get(path), 400, "_", "0-9")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused(await app_client.post("Patient/_search", content="_count=%C2%B2", headers=form), 400, "_count")
+
+
+async def test_huge_offsets_are_refused_or_answered(app_client: httpx.AsyncClient) -> None:
+    """An offset beyond what a 64-bit store holds is a 400 naming the limit for search; history keeps
+    its clamp (an empty page); a huge _count is still clamped to the largest page."""
+    pid = (await created(app_client, patient()))["id"]
+    for path in (
+        "Patient?_offset=9223372036854775808",
+        f"Patient/{pid}/$everything?_offset=99999999999999999999",
+    ):
+        refused(await app_client.get(path), 400, "_offset", "1,000,000,000")
+    history = await app_client.get("_history?_offset=" + "9" * 5000)
+    assert history.status_code == 200 and not history.json().get("entry")
+    assert (await app_client.get("Patient?_count=" + "9" * 5000)).json()["total"] == 1
+
+
+async def test_vread_of_an_impossible_version_is_404(app_client: httpx.AsyncClient) -> None:
+    pid = (await created(app_client, patient()))["id"]
+    for version in ("%C2%B2", "999999999999999999999999999999", "9" * 5000):
+        refused(await app_client.get(f"Patient/{pid}/_history/{version}"), 404, f"Patient/{pid}")
+
+
+async def test_etags_with_odd_or_huge_numbers(app_client: httpx.AsyncClient) -> None:
+    """If-Match `W/"²"` is not a version ETag (400); a 5000-digit version matches nothing (412), and
+    as If-None-Match it is simply not the current version (200)."""
+    pid = (await created(app_client, patient()))["id"]
+    put = {**FHIR_JSON, "If-Match": 'W/"²"'.encode("latin-1")}
+    refused(await app_client.put(f"Patient/{pid}", json=patient(id=pid), headers=put), 400, "If-Match")
+    huge = 'W/"' + "9" * 5000 + '"'
+    put = {**FHIR_JSON, "If-Match": huge}
+    refused(await app_client.put(f"Patient/{pid}", json=patient(id=pid), headers=put), 412)
+    for tag in ('W/"²"'.encode("latin-1"), huge.encode()):
+        assert (await app_client.get(f"Patient/{pid}", headers={"If-None-Match": tag})).status_code == 200
+    assert (await app_client.get(f"Patient/{pid}")).json()["meta"]["versionId"] == "1"
+
+
+async def test_if_modified_since_with_minus_zero_zone_is_utc(app_client: httpx.AsyncClient) -> None:
+    """RFC 9110: `-0000` is an HTTP date in UTC (Python reads it as naive)."""
+    pid = (await created(app_client, patient()))["id"]
+    old = await app_client.get(
+        f"Patient/{pid}", headers={"If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 -0000"}
+    )
+    assert old.status_code == 200
+    new = await app_client.get(
+        f"Patient/{pid}", headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 -0000"}
+    )
+    assert new.status_code == 304
+
+
+async def test_history_moments_outside_years_1_to_9999(app_client: httpx.AsyncClient) -> None:
+    """`_since` before year 1 selects every version, `_at` before it none, `_at` after 9999 all."""
+    await created(app_client, patient())
+    for query, expected in (
+        ("_since=0000-01-01T00:00:00Z", 1),
+        ("_since=0001-01-01T00:00:00%2B14:00", 1),
+        ("_at=0000-01-01T00:00:00Z", 0),
+        ("_at=9999-12-31T23:59:59-14:00", 1),
+    ):
+        response = await app_client.get(f"_history?{query}")
+        assert response.status_code == 200, (query, response.text)
+        assert len(response.json().get("entry", [])) == expected, query
+
+
+async def test_a_bad_get_entry_fails_only_itself(app_client: httpx.AsyncClient) -> None:
+    """In a batch (and for a transaction's reads) each bad GET is reported in its own entry."""
+    pid = (await created(app_client, patient()))["id"]
+    urls = ["Patient?_count=%C2%B2", f"Patient/{pid}/_history/%C2%B2", "Patient?_offset=99999999999999999999"]
+    for kind in ("batch", "transaction"):
+        entries = [{"request": {"method": "GET", "url": url}} for url in [*urls, f"Patient/{pid}"]]
+        response = await app_client.post("", json={"resourceType": "Bundle", "type": kind, "entry": entries})
+        assert response.status_code == 200, (kind, response.text)
+        statuses = [e["response"]["status"] for e in response.json()["entry"]]
+        assert statuses == ["400", "404", "400", "200 OK"], (kind, statuses)
