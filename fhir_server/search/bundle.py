@@ -2,7 +2,8 @@
 
 Hot path: with no `_summary`/`_elements`, each stored body is spliced into the Bundle as the bytes
 it was stored as, never parsed. Only subsetting parses (and marks the result SUBSETTED, as
-https://hl7.org/fhir/R4/search.html#summary asks).
+https://hl7.org/fhir/R4/search.html#summary asks), with jsonio so that decimals keep the precision
+they were written with (0.10 stays 0.10), at about twice the cost of an orjson parse.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server import jsonio
 from fhir_server.search.parse import Ignored
 from fhir_server.search.query import SearchPage
 from fhir_server.storage.port import StoredResource
@@ -51,9 +53,7 @@ class Links:
         paged = [*self.params, ("_count", str(self.count))]
         return [*paged, ("_offset", str(offset))] if offset else paged
 
-    def bundle_links(
-        self, next_offset: int | None, next_cursor: str | None = None
-    ) -> list[dict[str, str]]:
+    def bundle_links(self, next_offset: int | None, next_cursor: str | None = None) -> list[dict[str, str]]:
         own = [*self.params, *([("_count", str(self.count))] if self.count_given else [])]
         mine = [("_cursor", self.cursor)] if self.cursor else []
         links = [{"relation": "self", "url": self.url([*own, *self._offset(self.offset), *mine])}]
@@ -106,7 +106,7 @@ def _entry(
     full_url = orjson.dumps(f"{base_url}/{stored.resource_type}/{stored.id}")
     body = stored.body
     if summary is not None or elements is not None:
-        body = orjson.dumps(subset(orjson.loads(body), summary, elements))
+        body = jsonio.dumps(subset(jsonio.loads(body), summary, elements))  # decimals kept exact
     return b'{"fullUrl":' + full_url + b',"resource":' + body + b',"search":{"mode":"' + mode + b'"}}'
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,9 @@ from fhir_server.errors import Issue
 from fhir_server.validation.schema import INTEGER_TYPES, ElementSpec, Schema, ValueSet, load_schema
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # integer is a signed 32-bit value in R4
+# A decimal's magnitude at most that of the largest double: searches index decimals as doubles, and
+# JSON readers in general (and clients) cannot hold more, so a larger one is refused, not stored.
+DOUBLE_MAX = Decimal(sys.float_info.max)
 BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 NO_SPACE = str.maketrans("", "", " \t\r\n")
 FORMAT_HINTS = {
@@ -178,8 +182,7 @@ class StructureWalker:
         elif kind in INTEGER_TYPES:
             self.integer(value, kind, path)
         elif kind == "decimal":
-            if type(value) not in (int, float, Decimal):  # Decimal: precision-keeping parse
-                self.report(path, f"expected a JSON number (decimal), got {_show(value)}", "structure")
+            self.decimal(value, path)
         elif type(value) is not str:
             self.report(path, f"expected a JSON string ({kind}), got {_show(value)}", "structure")
         elif not value.strip():
@@ -194,6 +197,15 @@ class StructureWalker:
                 path,
                 f"{_show(value)} is not in the required value set {spec.value_set.describe()}",
                 "code-invalid",
+            )
+
+    def decimal(self, value: Any, path: str) -> None:
+        if type(value) not in (int, float, Decimal):  # Decimal: precision-keeping parse
+            self.report(path, f"expected a JSON number (decimal), got {_show(value)}", "structure")
+        elif not (value == value and abs(value) <= DOUBLE_MAX):  # NaN is not equal to itself
+            text = str(value) if len(str(value)) <= 30 else str(value)[:27] + "..."
+            self.report(
+                path, f"{text} is out of range: a decimal may be at most ±{sys.float_info.max}", "value"
             )
 
     def integer(self, value: Any, kind: str, path: str) -> None:

@@ -117,3 +117,43 @@ async def test_a_bad_get_entry_fails_only_itself(app_client: httpx.AsyncClient) 
         assert response.status_code == 200, (kind, response.text)
         statuses = [e["response"]["status"] for e in response.json()["entry"]]
         assert statuses == ["400", "404", "400", "200 OK"], (kind, statuses)
+
+
+def observation(value: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "valueQuantity": {"value": value, "unit": "kg"},
+    }
+
+
+async def test_decimals_beyond_double_range_are_refused(app_client: httpx.AsyncClient) -> None:
+    """A decimal no double can hold is a 422 naming the element, before anything is stored."""
+    for text in ("1e400", "-1E+309", "1" + "0" * 400):
+        body = '{"resourceType":"Observation","status":"final","code":{"text":"w"},'
+        body += '"valueQuantity":{"value":' + text + "}}"
+        response = await app_client.post("Observation", content=body, headers=FHIR_JSON)
+        refused(response, 422, "out of range")
+        assert response.json()["issue"][0]["expression"] == ["Observation.valueQuantity.value"]
+    assert (await app_client.get("Observation")).json()["total"] == 0
+    tiny = (
+        '{"resourceType":"Observation","status":"final","code":{"text":"w"},"valueQuantity":{"value":1e-400}}'
+    )
+    assert (await app_client.post("Observation", content=tiny, headers=FHIR_JSON)).status_code == 201
+
+
+async def test_summary_and_elements_keep_decimal_precision(app_client: httpx.AsyncClient) -> None:
+    """_summary / _elements re-read the stored body; its decimals come back as written."""
+    body = '{"resourceType":"Observation","status":"final","code":{"text":"w"},'
+    body += '"valueQuantity":{"value":0.10,"unit":"kg"}}'
+    oid = (await app_client.post("Observation", content=body, headers=FHIR_JSON)).json()["id"]
+    for path in (
+        "Observation?_summary=data",
+        "Observation?_elements=valueQuantity",
+        "Observation?_summary=true",
+        f"Observation/{oid}?_summary=data",
+    ):
+        response = await app_client.get(path)
+        assert response.status_code == 200, (path, response.text)
+        assert b'"value":0.10' in response.content, (path, response.text)
