@@ -129,7 +129,7 @@ def _routable(
     if head is not None and head[0] != "Bundle":
         return source
     try:
-        parsed = jsonio.loads(source)
+        parsed = jsonio.loads_request(source)
     except ValueError as error:
         problem = f"not valid JSON: {error}"
     else:
@@ -301,7 +301,7 @@ class _Pipeline:
     async def _write_one_by_one(self, items: list[Item]) -> None:
         for item, id, _ in items:
             try:
-                resource = item if isinstance(item, dict) else jsonio.loads(item)
+                resource = item if isinstance(item, dict) else jsonio.loads_request(item)
             except ValueError as error:
                 self.report.fail(f"{id}", f"not valid JSON: {error}")
                 continue

@@ -21,7 +21,7 @@ from fhir_server.rest import bundle as bundle_interaction
 from fhir_server.rest import search as search_interaction
 from fhir_server.rest.capabilities import capability_statement
 from fhir_server.rest.commit import commit
-from fhir_server.rest.common import parse_json_body, require_type
+from fhir_server.rest.common import parse_json, parse_json_body, require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.create import plan_create
 from fhir_server.rest.delete import plan_conditional_delete, plan_delete
@@ -198,7 +198,4 @@ def _if_match(request: Request) -> int | None:
 
 
 def _json_any(body: bytes) -> Any:
-    try:
-        return jsonio.loads(body)
-    except ValueError as error:
-        raise BadRequest(f"The body is not valid JSON: {error}") from None
+    return parse_json(body)

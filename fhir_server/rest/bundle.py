@@ -20,10 +20,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from fhir_server import jsonio
 from fhir_server.errors import BadRequest, FhirError, Issue, PreconditionFailed, VersionConflict
 from fhir_server.rest.commit import commit
-from fhir_server.rest.common import require_type
+from fhir_server.rest.common import parse_json, require_type
 from fhir_server.rest.context import RequestContext
 from fhir_server.rest.create import plan_create
 from fhir_server.rest.delete import plan_conditional_delete, plan_delete
@@ -366,9 +365,10 @@ def _patch_operations(resource: Json) -> Any:
             "(FHIRPath Patch is not supported)"
         )
     try:
-        return jsonio.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+        data = base64.b64decode(str(resource.get("data", "")), validate=True)
     except ValueError:
         raise BadRequest("The PATCH entry's Binary.data is not base64-encoded JSON Patch") from None
+    return parse_json(data, "The PATCH entry's Binary.data")
 
 
 def _written(planned: Planned, by_key: dict[tuple[str, str], StoredResource]) -> Result:

@@ -39,14 +39,21 @@ def require_live(stored: StoredResource | None, resource_type: str, id: str) -> 
     return stored
 
 
+def parse_json(body: bytes, what: str = "The body") -> Any:
+    """Any JSON a client sent, or a clear 400 (malformed, or nested beyond jsonio.MAX_DEPTH)."""
+    try:
+        return jsonio.loads_request(body)
+    except jsonio.TooDeep as error:
+        raise BadRequest(f"{what} is refused: {error}") from None
+    except ValueError as error:  # JSONDecodeError, bad UTF-8, NaN/Infinity
+        raise BadRequest(f"{what} is not valid JSON: {error}") from None
+
+
 def parse_json_body(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a clear 400."""
     if not body.strip():
         raise BadRequest("The request has no body; send a FHIR resource as JSON")
-    try:
-        value = jsonio.loads(body)
-    except ValueError as error:  # JSONDecodeError, bad UTF-8, NaN/Infinity
-        raise BadRequest(f"The body is not valid JSON: {error}") from None
+    value = parse_json(body)
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object (a FHIR resource)")
     return value

@@ -8,6 +8,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from fhir_server import jsonio
 from fhir_server.access import guard
 from fhir_server.errors import BadRequest, Unprocessable
 from fhir_server.rest.common import require_id, require_live, require_type
@@ -25,7 +26,12 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
     if not isinstance(operations, list):
         raise BadRequest("A JSON Patch body must be an array of operations (RFC 6902)")
     for index, op in enumerate(operations):
-        path = op.get("path", "") if isinstance(op, dict) else ""
+        if not isinstance(op, dict):
+            raise BadRequest(
+                f"JSON Patch operation {index} must be an object such as "
+                f'{{"op": "replace", "path": "/active", "value": true}}, not {_json_kind(op)}'
+            )
+        path = op.get("path", "")
         if isinstance(path, str) and op.get("op") != "test" and path.startswith(_PROTECTED):
             raise Unprocessable(f"Patch operation {index} may not change '{path}': the server owns it")
     try:
@@ -38,7 +44,15 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
         raise BadRequest(f"The JSON Patch is malformed: {error}") from None
     if not isinstance(patched, dict):
         raise Unprocessable("The JSON Patch replaced the whole resource with something that is not one")
+    if jsonio.value_depth(patched) > jsonio.MAX_DEPTH:  # each value was bounded, not where it went
+        raise Unprocessable(f"The patched resource is refused: {jsonio.TooDeep(jsonio.MAX_DEPTH)}")
     return patched
+
+
+def _json_kind(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "a boolean"
+    return "an array" if isinstance(value, list) else "a string" if isinstance(value, str) else "a number"
 
 
 async def plan_patch(

@@ -74,7 +74,7 @@ def item_type(item: dict[str, Any] | bytes) -> str:
 def _parsed_line(line: bytes, kind: str, id: str) -> dict[str, Any]:
     """The resource on one NDJSON line, which must be the `kind`/`id` its start announced."""
     try:
-        resource = jsonio.loads(line)
+        resource = jsonio.loads_request(line)
     except ValueError as error:
         raise BadRequest(f"The line is not valid JSON: {error}") from None
     if not isinstance(resource, dict) or (resource.get("resourceType"), resource.get("id")) != (kind, id):

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from fhir_server import jsonio
 from fhir_server.errors import BadRequest, FhirError, Issue, NotSupported, Unprocessable
 from fhir_server.validation.model import has_model, model_issues
 from fhir_server.validation.schema import load_schema
@@ -26,6 +27,8 @@ def supported_types() -> frozenset[str]:
 
 def validate_json_bytes(body: bytes, **expected: Any) -> dict[str, Any]:
     """Parse a request body and validate it; returns the parsed resource."""
+    if jsonio.json_depth(body) > jsonio.MAX_DEPTH:
+        raise BadRequest(f"The body is refused: {jsonio.TooDeep(jsonio.MAX_DEPTH)}")
     try:
         resource = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -157,3 +157,54 @@ async def test_summary_and_elements_keep_decimal_precision(app_client: httpx.Asy
         response = await app_client.get(path)
         assert response.status_code == 200, (path, response.text)
         assert b'"value":0.10' in response.content, (path, response.text)
+
+
+def nested_extensions(levels: int) -> dict[str, Any]:
+    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": "leaf"}
+    for _ in range(levels):
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    return {"resourceType": "Patient", "extension": [extension]}
+
+
+async def test_deep_nesting_is_refused_naming_the_limit(app_client: httpx.AsyncClient) -> None:
+    """JSON nested past 100 levels is a 400 before any parse or validation: as a resource (150
+    nested extensions, ~5 KB), as raw arrays (2000 levels), in $validate, a Bundle, a JSON Patch."""
+    deep_resource = nested_extensions(150)
+    deep_array = b"[" * 2000 + b"]" * 2000
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": deep_resource, "request": {"method": "POST", "url": "Patient"}}],
+    }
+    for method, path, body in (
+        ("POST", "Patient", deep_resource),
+        ("PUT", "Patient/deep", {**deep_resource, "id": "deep"}),
+        ("POST", "Patient/$validate", deep_resource),
+        ("POST", "", transaction),
+    ):
+        response = await app_client.request(method, path, json=body, headers=FHIR_JSON)
+        refused(response, 400, "100 levels")
+    refused(await app_client.post("Patient", content=deep_array, headers=FHIR_JSON), 400, "100 levels")
+    pid = (await created(app_client, patient()))["id"]
+    patch = [{"op": "add", "path": "/extension", "value": deep_resource["extension"]}]
+    headers = {"Content-Type": "application/json-patch+json"}
+    refused(await app_client.patch(f"Patient/{pid}", json=patch, headers=headers), 400, "100 levels")
+    assert (await app_client.get("Patient")).json()["total"] == 1
+
+
+async def test_a_patch_cannot_build_a_resource_deeper_than_the_limit(app_client: httpx.AsyncClient) -> None:
+    """Each patch value is within the limit but where it goes is not: the result is checked too (422)."""
+    pid = (await created(app_client, nested_extensions(45)))["id"]
+    path = "/extension/0" + "/extension/0" * 45
+    patch = [{"op": "add", "path": path + "/extension", "value": nested_extensions(45)["extension"]}]
+    headers = {"Content-Type": "application/json-patch+json"}
+    refused(await app_client.patch(f"Patient/{pid}", json=patch, headers=headers), 422, "100 levels")
+
+
+async def test_json_patch_operations_must_be_objects(app_client: httpx.AsyncClient) -> None:
+    pid = (await created(app_client, patient()))["id"]
+    headers = {"Content-Type": "application/json-patch+json"}
+    for body, kind in (([1], "a number"), ([None], "null"), (["x"], "a string"), ([[]], "an array")):
+        response = await app_client.patch(f"Patient/{pid}", json=body, headers=headers)
+        refused(response, 400, "operation 0 must be an object", kind)
+    assert (await app_client.get(f"Patient/{pid}")).json()["meta"]["versionId"] == "1"
