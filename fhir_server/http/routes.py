@@ -169,6 +169,11 @@ def _create_criteria(request: Request) -> str | None:
     """A conditional create's criteria: the If-None-Exist header (https://hl7.org/fhir/R4/http.html#ccreate)
     or, as some servers and clients (fhirpy's get_or_create) do, the query of `POST [type]?criteria`."""
     header, query = request.headers.get("if-none-exist"), _criteria(request)
+    if header is not None and not header.strip():
+        raise BadRequest(
+            "If-None-Exist is empty: give search criteria such as 'identifier=x|1', or drop the header "
+            "for an unconditional create"
+        )
     if header is not None and query:
         raise BadRequest(
             "A conditional create takes its criteria once: in If-None-Exist or in the URL's query, not both"

@@ -115,7 +115,6 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
         raise BadRequest(f"{where}.resource must be a resource object", expression=f"{where}.resource")
     if method in ("POST", "PUT", "PATCH") and resource is None:
         raise BadRequest(f"{where}: {method} needs a resource", expression=f"{where}.resource")
-    if_match = request.get("ifMatch")
     return Entry(
         index=index,
         method=method,
@@ -123,9 +122,35 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
         query=query,
         full_url=raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None,
         resource=resource,
-        if_match=parse_etag(if_match) if isinstance(if_match, str) else None,
-        if_none_exist=request.get("ifNoneExist") if isinstance(request.get("ifNoneExist"), str) else None,
+        if_match=_entry_if_match(request.get("ifMatch"), where),
+        if_none_exist=_entry_if_none_exist(request.get("ifNoneExist"), where),
     )
+
+
+def _entry_if_match(value: Any, where: str) -> int | None:
+    """request.ifMatch as the If-Match header is read: a version ETag, or a 400 (never ignored)."""
+    if value is None:
+        return None
+    version = parse_etag(value) if isinstance(value, str) else None
+    if version is None:
+        raise BadRequest(
+            f"{where}.request.ifMatch {value!r} is not a version ETag such as 'W/\"3\"'",
+            expression=f"{where}.request.ifMatch",
+        )
+    return version
+
+
+def _entry_if_none_exist(value: Any, where: str) -> str | None:
+    """request.ifNoneExist: search criteria, which an empty or non-string value is not (a 400 rather
+    than a create that was meant to be conditional)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(
+            f"{where}.request.ifNoneExist {value!r} is not search criteria such as 'identifier=x|1'",
+            expression=f"{where}.request.ifNoneExist",
+        )
+    return value
 
 
 def _split_url(url: str, base_url: str) -> tuple[str, str]:
@@ -209,12 +234,45 @@ async def _assign_identities(ctx: RequestContext, entries: list[Entry]) -> None:
 
 def _rewrite_references(entries: list[Entry]) -> None:
     """Replace references to entries' fullUrls (urn:uuid:..., urn:oid:...) with their final Type/id."""
+    _refuse_unresolved(entries, _unique_full_urls(entries))
     mapping = {e.full_url: e.extra["target"] for e in entries if e.full_url and "target" in e.extra}
     if not mapping:
         return
     for entry in entries:
         if entry.resource is not None and not _references_of(entry).isdisjoint(mapping):
             entry.resource = _replace_refs(entry.resource, mapping)
+
+
+def _unique_full_urls(entries: list[Entry]) -> set[str]:
+    """Every entry's fullUrl, each only once (bundle-7): a reference to a repeated one would
+    silently point at one of them."""
+    first: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.full_url is None:
+            continue
+        if entry.full_url in first:
+            raise BadRequest(
+                f"{entry.label} has the fullUrl '{entry.full_url}' of {first[entry.full_url].label}; "
+                "each entry needs its own (Bundle invariant bundle-7)",
+                expression=f"Bundle.entry[{entry.index}].fullUrl",
+            )
+        first[entry.full_url] = entry
+    return set(first)
+
+
+def _refuse_unresolved(entries: list[Entry], full_urls: set[str]) -> None:
+    """A urn:uuid: reference names an entry of this Bundle (bundle.html#references); one that names
+    none would be stored pointing nowhere, so the transaction is refused instead."""
+    for entry in entries:
+        if entry.resource is None:
+            continue
+        unresolved = sorted(r for r in _references_of(entry) - full_urls if r.startswith("urn:uuid:"))
+        if unresolved:
+            raise BadRequest(
+                f"{entry.label} refers to {', '.join(unresolved)}, which is the fullUrl of no entry "
+                "in this transaction",
+                expression=f"Bundle.entry[{entry.index}].resource",
+            )
 
 
 def _references_of(entry: Entry) -> set[str]:

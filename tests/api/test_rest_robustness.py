@@ -208,3 +208,65 @@ async def test_json_patch_operations_must_be_objects(app_client: httpx.AsyncClie
         response = await app_client.patch(f"Patient/{pid}", json=body, headers=headers)
         refused(response, 400, "operation 0 must be an object", kind)
     assert (await app_client.get(f"Patient/{pid}")).json()["meta"]["versionId"] == "1"
+
+
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def post_entry(resource: dict[str, Any], full_url: str | None = None, **request: Any) -> dict[str, Any]:
+    entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"], **request}}
+    return {**entry, "fullUrl": full_url} if full_url else entry
+
+
+def about(reference: str) -> dict[str, Any]:
+    return {**observation(1), "subject": {"reference": reference}}
+
+
+async def test_entry_if_match_that_is_no_etag_is_refused(app_client: httpx.AsyncClient) -> None:
+    """As the If-Match header: `garbage` or a number in request.ifMatch is a 400, nothing written."""
+    pid = (await created(app_client, patient("Before")))["id"]
+    for if_match in ("garbage", 1, 'W/"²"'):
+        put = {
+            "resource": patient("After", id=pid),
+            "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": if_match},
+        }
+        for kind in ("transaction", "batch"):
+            response = await app_client.post("", json={**transaction(put), "type": kind})
+            if kind == "transaction":
+                refused(response, 400, "Bundle.entry[0].request.ifMatch")
+            else:
+                assert response.json()["entry"][0]["response"]["status"] == "400"
+    assert (await app_client.get(f"Patient/{pid}")).json()["name"][0]["family"] == "Before"
+
+
+async def test_empty_if_none_exist_is_refused(app_client: httpx.AsyncClient) -> None:
+    """An empty If-None-Exist (header or ifNoneExist) is no criteria: 400, not an unconditional create."""
+    response = await app_client.post("Patient", json=patient(), headers={**FHIR_JSON, "If-None-Exist": ""})
+    refused(response, 400, "If-None-Exist")
+    refused(
+        await app_client.post("", json=transaction(post_entry(patient(), ifNoneExist=""))), 400, "ifNoneExist"
+    )
+    assert (await app_client.get("Patient")).json()["total"] == 0
+
+
+async def test_duplicate_full_urls_are_refused(app_client: httpx.AsyncClient) -> None:
+    urn = "urn:uuid:8f0b9d4e-3c1a-4f7e-9a55-2b6c0e1d7a01"
+    bundle = transaction(
+        post_entry(patient("One"), urn), post_entry(patient("Two"), urn), post_entry(about(urn))
+    )
+    refused(await app_client.post("", json=bundle), 400, "Bundle.entry[1]", "Bundle.entry[0]", urn)
+    assert (await app_client.get("_history")).json()["total"] == 0
+
+
+async def test_a_urn_uuid_reference_to_no_entry_is_refused(app_client: httpx.AsyncClient) -> None:
+    """bundle.html#references: a urn:uuid names an entry of the Bundle; naming none is a 400."""
+    urn, other = (
+        "urn:uuid:8f0b9d4e-3c1a-4f7e-9a55-2b6c0e1d7a02",
+        "urn:uuid:8f0b9d4e-3c1a-4f7e-9a55-2b6c0e1d7a03",
+    )
+    bundle = transaction(post_entry(patient(), urn), post_entry(about(other)))
+    refused(await app_client.post("", json=bundle), 400, "Bundle.entry[1]", other)
+    assert (await app_client.get("_history")).json()["total"] == 0
+    ok = await app_client.post("", json=transaction(post_entry(patient(), urn), post_entry(about(urn))))
+    assert ok.status_code == 200, ok.text
