@@ -54,6 +54,12 @@ MAX_CHAIN_DEPTH = 4
 # Paging by offset past a billion matches is not a real use (a page there costs a scan of them all),
 # and the bound keeps offset + count well inside a store's 64-bit integers.
 MAX_OFFSET = 1_000_000_000
+# One search's filters: each parameter joins the store's index once (more with chains and _has), and
+# SQLite fails a 1000-way join; a string parameter's OR list costs SQLite time growing with its square
+# (5000 names: ~1 s, 40,000: minutes). Both limits are far beyond a real search, which may still OR
+# thousands of codes or ids.
+MAX_CRITERIA = 100
+MAX_VALUES = 5000
 
 _IGNORED_BY_SEARCH = {"_format", "_pretty"}  # presentation, handled by the HTTP layer
 _SUMMARY = {"true", "text", "data", "count", "false"}
@@ -136,6 +142,7 @@ class _State:
     ignored: list[Ignored] = field(default_factory=list)
     summary: str | None = None
     elements: tuple[str, ...] | None = None
+    values: int = 0  # the filters' values (alternatives), all parameters together
 
 
 def parse_search(
@@ -193,8 +200,22 @@ def _one(state: _State, name: str, value: str, env: Env) -> None:
         return
     if value == "":
         raise BadRequest(f"Search parameter '{name}' has an empty value; it was ignored")
+    _within_limits(state, name, value)
     state.criteria.append(parse_criterion(state.types, name, value, env=env))
     state.used.append((name, value))
+
+
+def _within_limits(state: _State, name: str, value: str) -> None:
+    if len(state.criteria) >= MAX_CRITERIA:
+        raise BadRequest(
+            f"'{name}': a search may have at most {MAX_CRITERIA} filter parameters; split it into several"
+        )
+    state.values += len(v.split_unescaped(value, ",")) if "\\" in value else value.count(",") + 1
+    if state.values > MAX_VALUES:
+        raise BadRequest(
+            f"'{name}': a search may have at most {MAX_VALUES} values in all its filters together "
+            "(each comma-separated value counts); split it into several"
+        )
 
 
 # -- criteria -----------------------------------------------------------------------------------

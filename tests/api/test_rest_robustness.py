@@ -270,3 +270,19 @@ async def test_a_urn_uuid_reference_to_no_entry_is_refused(app_client: httpx.Asy
     assert (await app_client.get("_history")).json()["total"] == 0
     ok = await app_client.post("", json=transaction(post_entry(patient(), urn), post_entry(about(urn))))
     assert ok.status_code == 200, ok.text
+
+
+async def test_searches_with_too_many_filters_or_values_are_refused(app_client: httpx.AsyncClient) -> None:
+    """1000 ANDed parameters broke SQLite (a 500); the limits are 100 filters and 5000 values."""
+    await created(app_client, patient("a"))
+    many = "&".join(["name=a"] * 1000)
+    refused(await app_client.get(f"Patient?{many}"), 400, "at most 100 filter parameters")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused(await app_client.post("Patient/_search", content=many, headers=form), 400, "at most 100")
+    values = "name=" + ",".join(f"x{i}" for i in range(5001))
+    refused(
+        await app_client.post("Patient/_search", content=values, headers=form), 400, "at most 5000 values"
+    )
+    within = "&".join(["name=a"] * 99) + "&_id=" + ",".join(f"x{i}" for i in range(4901))
+    response = await app_client.post("Patient/_search", content=within, headers=form)
+    assert response.status_code == 200 and response.json()["total"] == 0, response.text
