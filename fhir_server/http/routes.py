@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from fhir_server import jsonio
 from fhir_server.access import guard
-from fhir_server.errors import BadRequest
+from fhir_server.errors import BadRequest, UnsupportedMediaType
 from fhir_server.http.negotiation import check_request_media_type
 from fhir_server.http.responses import fhir_response, presentation
 from fhir_server.rest import bundle as bundle_interaction
@@ -34,6 +34,7 @@ from fhir_server.rest.validate_op import validate_operation
 from fhir_server.rest.writes import parse_etag, utc_now
 
 ContextFactory = Callable[[Request], Awaitable[RequestContext]]
+FORM = "application/x-www-form-urlencoded"
 
 
 def fhir_router(context_for: ContextFactory) -> APIRouter:
@@ -79,8 +80,8 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         how, ctx = presentation(request), await context_for(request)
         require_type(resource_type)
         guard.require_scope(ctx, "search", resource_type)
-        form = await request.form()
-        params = [*request.query_params.multi_items(), *((k, str(v)) for k, v in form.multi_items())]
+        form = _search_form(request.headers.get("content-type"), await request.body())
+        params = [*request.query_params.multi_items(), *form]
         body = await search_interaction.search_bundle(ctx, resource_type, params)
         return fhir_response(Result(200, body=body), how, ctx.base_url)
 
@@ -158,6 +159,27 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         return fhir_response(await commit(ctx, plan), how, ctx.base_url, write=True)
 
     return router
+
+
+def _search_form(content_type: str | None, body: bytes) -> list[tuple[str, str]]:
+    """The parameters of a `POST [type]/_search` body, which http.html#search says is
+    application/x-www-form-urlencoded: any other type is a 415, a body that is not such a form a 400
+    (ignoring either would answer a search the client did not ask for)."""
+    if not body.strip():
+        return []
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind != FORM:
+        raise UnsupportedMediaType(
+            f"POST _search takes its parameters as {FORM}, not '{kind or 'no Content-Type'}'"
+        )
+    try:
+        fields = [field for field in body.decode("utf-8").split("&") if field]
+    except UnicodeDecodeError:
+        raise BadRequest(f"The body is not a {FORM} form: it is not UTF-8") from None
+    broken = [field for field in fields if "=" not in field]
+    if broken:
+        raise BadRequest(f"The body is not a {FORM} form: '{broken[0][:60]}' is no name=value pair")
+    return parse_qsl("&".join(fields), keep_blank_values=True)
 
 
 def _criteria(request: Request) -> list[tuple[str, str]]:

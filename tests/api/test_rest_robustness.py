@@ -286,3 +286,21 @@ async def test_searches_with_too_many_filters_or_values_are_refused(app_client: 
     within = "&".join(["name=a"] * 99) + "&_id=" + ",".join(f"x{i}" for i in range(4901))
     response = await app_client.post("Patient/_search", content=within, headers=form)
     assert response.status_code == 200 and response.json()["total"] == 0, response.text
+
+
+async def test_post_search_takes_only_a_form_body(app_client: httpx.AsyncClient) -> None:
+    """A body the server would ignore answers everything: a non-form type is a 415, a broken form a 400."""
+    await created(app_client, patient("Smith"))
+    await created(app_client, patient("Jones"))
+    response = await app_client.post("Patient/_search", json={"name": "Smith"})
+    refused(response, 415, "application/x-www-form-urlencoded")
+    boundary = "multipart/form-data; boundary=xyz"
+    broken = b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nSmith'
+    refused(await app_client.post("Patient/_search", content=broken, headers={"Content-Type": boundary}), 415)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused(await app_client.post("Patient/_search", content=b"name", headers=form), 400, "name=value")
+    refused(await app_client.post("Patient/_search", content=b"name=\xff", headers=form), 400, "UTF-8")
+    found = await app_client.post("Patient/_search", content=b"name=Smith&", headers=form)
+    assert found.status_code == 200 and found.json()["total"] == 1
+    empty = await app_client.post("Patient/_search?name=Jones", headers={"Content-Type": "application/json"})
+    assert empty.status_code == 200 and empty.json()["total"] == 1
