@@ -11,6 +11,7 @@ from fhir_server.storage.port import StoredResource
 from fhir_server.validation import supported_types
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_DOT_SEGMENTS = (".", "..")
 
 
 def require_type(resource_type: str) -> str:
@@ -24,6 +25,10 @@ def require_id(id: str) -> str:
         raise BadRequest(
             f"'{id}' is not a valid FHIR id: use 1-64 characters from A-Z, a-z, 0-9, '-' and '.'"
         )
+    if id in _DOT_SEGMENTS:
+        # The id rule allows them, but in a URL they are dot segments (RFC 3986 5.2.4): clients and
+        # proxies resolve `Patient/..` to the base, so such a resource could never be read back.
+        raise BadRequest(f"'{id}' cannot be an id here: URLs resolve '.' and '..' away (RFC 3986)")
     return id
 
 

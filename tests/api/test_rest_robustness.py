@@ -304,3 +304,13 @@ async def test_post_search_takes_only_a_form_body(app_client: httpx.AsyncClient)
     assert found.status_code == 200 and found.json()["total"] == 1
     empty = await app_client.post("Patient/_search?name=Jones", headers={"Content-Type": "application/json"})
     assert empty.status_code == 200 and empty.json()["total"] == 1
+
+
+async def test_dot_segment_ids_are_refused(app_client: httpx.AsyncClient) -> None:
+    """`.` and `..` match the id rule but URLs resolve them away (RFC 3986): not ids on this server."""
+    for id in (".", ".."):
+        put = {"resource": patient(id=id), "request": {"method": "PUT", "url": f"Patient/{id}"}}
+        refused(await app_client.post("", json=transaction(put)), 400, "RFC 3986")
+    assert (await app_client.get("_history")).json()["total"] == 0
+    put = {"resource": patient(id="..."), "request": {"method": "PUT", "url": "Patient/..."}}
+    assert (await app_client.post("", json=transaction(put))).status_code == 200
