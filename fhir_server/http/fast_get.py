@@ -7,6 +7,9 @@ building and error handling. `metadata`, discovery and every other method pass t
 
 HEAD (https://hl7.org/fhir/R4/http.html#general: servers SHOULD support it wherever GET is) is a GET
 whose answer keeps its status and headers and loses its body, so it can never differ from GET's.
+
+Every request below the base passes here first, so this is also where one trailing slash is dropped
+(`PUT Patient/1/` is `PUT Patient/1`), for all methods alike.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class FastGet:
         self.context_for = context_for
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self._trailing_slash(scope["path"]):
+            scope = _without_trailing_slash(scope)
         if scope["type"] == "http" and scope["method"] == "HEAD" and self._below_base(scope["path"]):
             scope, send = {**scope, "method": "GET"}, _headers_only(send)
         path = self._fhir_get_path(scope)
@@ -50,6 +55,10 @@ class FastGet:
             response = error_response(error.status, error.issues, error.headers)
         await response(scope, receive, send)
 
+    def _trailing_slash(self, path: str) -> bool:
+        """`Patient/1/`: below the base (not the base itself), ending in one slash."""
+        return path.endswith("/") and path.startswith(self.prefix) and len(path) > len(self.prefix)
+
     def _below_base(self, path: str) -> bool:
         return path.startswith(self.prefix) or path == self.prefix[:-1]
 
@@ -62,6 +71,14 @@ class FastGet:
             return None
         below = path[len(self.prefix) :]
         return None if below.split("/", 1)[0] in _ROUTED else below
+
+
+def _without_trailing_slash(scope: dict[str, Any]) -> dict[str, Any]:
+    """The request without its path's last `/`, so every method answers `Patient/1/` as `Patient/1`
+    (a GET always did; PUT, PATCH, DELETE and POST answered 405)."""
+    raw = scope.get("raw_path")
+    trimmed = raw[:-1] if isinstance(raw, bytes) and raw.endswith(b"/") else raw
+    return {**scope, "path": scope["path"][:-1], "raw_path": trimmed}
 
 
 def _headers_only(send: Any) -> Any:

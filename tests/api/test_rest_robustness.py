@@ -314,3 +314,16 @@ async def test_dot_segment_ids_are_refused(app_client: httpx.AsyncClient) -> Non
     assert (await app_client.get("_history")).json()["total"] == 0
     put = {"resource": patient(id="..."), "request": {"method": "PUT", "url": "Patient/..."}}
     assert (await app_client.post("", json=transaction(put))).status_code == 200
+
+
+async def test_a_trailing_slash_means_the_same_for_every_method(app_client: httpx.AsyncClient) -> None:
+    """GET `Patient/1/` always worked; PUT, PATCH, DELETE and POST answered 405."""
+    assert (await app_client.post("Patient/", json=patient(), headers=FHIR_JSON)).status_code == 201
+    put = await app_client.put("Patient/p1/", json=patient(id="p1"), headers=FHIR_JSON)
+    assert put.status_code == 201, put.text
+    patch = [{"op": "add", "path": "/active", "value": True}]
+    headers = {"Content-Type": "application/json-patch+json"}
+    assert (await app_client.patch("Patient/p1/", json=patch, headers=headers)).status_code == 200
+    assert (await app_client.get("Patient/p1/")).json()["active"] is True
+    assert (await app_client.delete("Patient/p1/")).status_code == 204
+    assert (await app_client.get("Patient/p1")).status_code == 410
