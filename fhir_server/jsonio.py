@@ -44,16 +44,21 @@ def loads_request(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     return loads(data)
 
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
+_NOT_MARKS = bytes(b for b in range(256) if b not in b'"[{]}')
 
 
 def json_depth(data: bytes | str) -> int:
-    """How deep the objects and arrays of a JSON text nest, without parsing it: strings dropped,
-    then the running count of open brackets, all in C (a few ms for megabytes)."""
+    """How deep the objects and arrays of a JSON text nest, without parsing it, all in C (~0.1 ms
+    for a 50-entry transaction, a few ms for megabytes). Escapes go first (`\\\\` pairs, then
+    `\\"`: the only escape that could end a string early), then everything but quotes and
+    brackets; of the pieces between quotes every other one is inside a string, dropped; then the
+    running count of open brackets."""
     raw = data.encode() if isinstance(data, str) else data
-    marks = _STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)  # open: 2, close: 0
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(raw.translate(None, _NOT_MARKS).split(b'"')[::2])  # odd pieces: inside strings
+    marks = outside.translate(_BRACKETS)  # open: 2, close: 0
     # after the i-th bracket, depth = opened - closed = 2 * opened - i = running sum - i
     return max(map(operator.sub, itertools.accumulate(marks), itertools.count(1)), default=0)
 
