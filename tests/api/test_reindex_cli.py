@@ -42,18 +42,23 @@ async def older_store(data_dir: Path) -> None:
     conn.close()
 
 
-async def test_an_older_store_is_reported_at_start_and_fixed_by_reindex(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    data = tmp_path / "data"
-    await older_store(data)
+async def above_six(data: Path, caplog: pytest.LogCaptureFixture) -> int:
+    """Start the server on `data` (what it logs goes to caplog) and count `value-quantity=gt6`."""
     app = create_app(Settings(data_dir=data, auth=False))
     with caplog.at_level(logging.WARNING):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir/") as client:
-                missed = (await client.get("Observation", params={"value-quantity": "gt6"})).json()
-    assert missed["total"] == 0
+                found = (await client.get("Observation", params={"value-quantity": "gt6"})).json()
+    return int(found["total"])
+
+
+async def test_an_older_store_is_reported_at_start_and_fixed_by_reindex(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    await older_store(data)
+    assert await above_six(data, caplog) == 0
     assert any("fhir-server reindex" in r.getMessage() for r in caplog.records)
     assert "index version 1, now" in caplog.text
 
@@ -67,11 +72,5 @@ async def test_an_older_store_is_reported_at_start_and_fixed_by_reindex(
     assert f"2 resources reindexed; the index is at version {INDEX_VERSION}" in done.stderr
 
     caplog.clear()
-    app = create_app(Settings(data_dir=data, auth=False))
-    with caplog.at_level(logging.WARNING):
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t/fhir/") as client:
-                found = (await client.get("Observation", params={"value-quantity": "gt6"})).json()
-    assert found["total"] == 2
+    assert await above_six(data, caplog) == 2
     assert "reindex" not in caplog.text
