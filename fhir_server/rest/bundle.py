@@ -264,8 +264,8 @@ def _refuse_unresolved(entries: list[Entry], full_urls: set[str]) -> None:
     """A urn:uuid: reference names an entry of this Bundle (bundle.html#references); one that names
     none would be stored pointing nowhere, so the transaction is refused instead."""
     for entry in entries:
-        if entry.resource is None:
-            continue
+        if entry.resource is None or entry.resource.get("resourceType") == "Bundle":
+            continue  # a Bundle's own urn:uuid references name its own entries (a document, say)
         unresolved = sorted(r for r in _references_of(entry) - full_urls if r.startswith("urn:uuid:"))
         if unresolved:
             raise BadRequest(

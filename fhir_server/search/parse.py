@@ -60,6 +60,7 @@ MAX_OFFSET = 1_000_000_000
 # thousands of codes or ids.
 MAX_CRITERIA = 100
 MAX_VALUES = 5000
+MAX_VALUE_SETS = 20  # distinct value sets named by :in / :not-in in one search
 
 _IGNORED_BY_SEARCH = {"_format", "_pretty"}  # presentation, handled by the HTTP layer
 _SUMMARY = {"true", "text", "data", "count", "false"}
@@ -388,13 +389,17 @@ def value_set_refs(raw: str) -> list[str]:
 def value_set_urls(params: Sequence[tuple[str, str]]) -> list[str]:
     """The value sets named by `:in` / `:not-in` parameters, for the caller to expand first: the keys
     `parse_search` then looks up in `value_sets`."""
-    found = [
-        ref
-        for name, value in params
-        if name.rsplit(".", 1)[-1].endswith((":in", ":not-in"))
-        for ref in value_set_refs(value)
-    ]
-    return list(dict.fromkeys(found))
+    found = list(
+        dict.fromkeys(
+            ref
+            for name, value in params
+            if name.rsplit(".", 1)[-1].endswith((":in", ":not-in"))
+            for ref in value_set_refs(value)
+        )
+    )
+    if len(found) > MAX_VALUE_SETS:  # each is looked up and expanded before the search is parsed
+        raise BadRequest(f"A search may name at most {MAX_VALUE_SETS} value sets with :in / :not-in")
+    return found
 
 
 def _parse_missing(code: str, raw: str) -> MissingValue:

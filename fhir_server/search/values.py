@@ -163,9 +163,16 @@ def parse_reference(raw: str, modifier: str | None, base_url: str | None) -> Ref
     return ReferenceValue(modifier, text)
 
 
+# `:above` looks up the value and each of its ancestors (UriValue.ancestors): a url of thousands of
+# segments would make that list, and the query, quadratic in its length.
+MAX_ABOVE_SEGMENTS = 64
+
+
 def parse_uri(raw: str, modifier: str | None) -> UriValue:
     text = unescape(raw)
     if modifier == "above":
+        if text.count("/") > MAX_ABOVE_SEGMENTS + 2:  # (+2: the `//` after the scheme)
+            raise ValueError(f"':above' takes a url of at most {MAX_ABOVE_SEGMENTS} path segments")
         return UriValue(text, "above")
     if modifier == "below":
         return UriValue(text, "below")

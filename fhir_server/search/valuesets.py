@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fhir_server.digits import ascii_whole
 from fhir_server.search.parse import ValueSetCodes
 
 
@@ -66,7 +67,7 @@ def version_order(value_set: Mapping[str, Any]) -> tuple[Any, ...]:
     `meta.lastUpdated`, all written by this server in one format)."""
     version = value_set.get("version")
     pieces = re.split(r"[.+-]", version) if isinstance(version, str) and version else []
-    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pieces)
+    key = tuple((0, ascii_whole(p), "") if ascii_whole(p) is not None else (1, 0, p) for p in pieces)
     meta = value_set.get("meta")
     updated = meta.get("lastUpdated", "") if isinstance(meta, Mapping) else ""
     return (bool(pieces), key, str(updated))

@@ -327,3 +327,53 @@ async def test_a_trailing_slash_means_the_same_for_every_method(app_client: http
     assert (await app_client.get("Patient/p1/")).json()["active"] is True
     assert (await app_client.delete("Patient/p1/")).status_code == 204
     assert (await app_client.get("Patient/p1")).status_code == 410
+
+
+async def test_a_transaction_may_carry_a_document_bundle(app_client: httpx.AsyncClient) -> None:
+    """A document Bundle's urn:uuid references name its own entries, not the transaction's: it is
+    stored as written (they were refused as references to no entry)."""
+    composition = "urn:uuid:0c3e2b7a-1d4f-4e6b-8a9c-5f2d1e0b7a11"
+    subject = "urn:uuid:0c3e2b7a-1d4f-4e6b-8a9c-5f2d1e0b7a12"
+    document = {
+        "resourceType": "Bundle",
+        "type": "document",
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3e2b7a-1d4f-4e6b-8a9c-5f2d1e0b7a"},
+        "timestamp": "2026-11-30T10:00:00Z",
+        "entry": [
+            {"fullUrl": composition, "resource": {
+                "resourceType": "Composition", "status": "final", "date": "2026-11-30",
+                "type": {"text": "Discharge letter"}, "title": "Discharge", "subject": {"reference": subject},
+                "author": [{"reference": subject}]}},
+            {"fullUrl": subject, "resource": patient("Doc")},
+        ],
+    }  # fmt: skip
+    response = await app_client.post("", json=transaction(post_entry(document)))
+    assert response.status_code == 200, response.text
+    stored = (await app_client.get("Bundle")).json()["entry"][0]["resource"]
+    assert stored["entry"][0]["resource"]["subject"] == {"reference": subject}
+
+
+async def test_uri_above_takes_a_bounded_number_of_segments(app_client: httpx.AsyncClient) -> None:
+    """`:above` looks up every ancestor of its url: thousands of segments are a 400, not minutes."""
+    long_url = "http://x.org/" + "a/" * 20_000
+    refused(await app_client.post("ValueSet/_search", data={"url:above": long_url}), 400, "64 path segments")
+    found = await app_client.get("ValueSet", params={"url:above": "http://x.org/" + "a/" * 60})
+    assert found.status_code == 200
+
+
+async def test_value_set_lookups_are_bounded_and_versions_are_any_text(app_client: httpx.AsyncClient) -> None:
+    """A search names at most 20 value sets for :in (each is looked up before the search runs); a
+    stored ValueSet whose version has odd digits is ordered, not a 500."""
+    many = ",".join(f"http://x.org/v{i}" for i in range(21))
+    refused(await app_client.get("Observation", params={"code:in": many}), 400, "20 value sets")
+    for version in ("1.²", "1." + "9" * 5000, "2"):
+        include = {"system": "http://loinc.org", "concept": [{"code": "8480-6"}]}
+        value_set = {
+            "resourceType": "ValueSet",
+            "status": "active",
+            "url": "http://x.org/vs",
+            "version": version,
+        }
+        await created(app_client, {**value_set, "compose": {"include": [include]}})
+    response = await app_client.get("Observation", params={"code:in": "http://x.org/vs"})
+    assert response.status_code == 200, response.text
