@@ -9,6 +9,7 @@ import ipaddress
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -56,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         "reindex", help="make the search index again from the stored resources (after an upgrade)"
     )
     _storage_options(reindex)
+    reindex.add_argument(
+        "--base-url",
+        help="the server's public FHIR base (default: FHIR_BASE_URL): references to it are indexed as "
+        "relative ones, as the server stores them",
+    )
     reindex.set_defaults(run=_reindex)
 
     from smart_auth.cli import add_auth_commands
@@ -162,7 +168,8 @@ async def _import_files(settings: Settings, files: list[Path], workers: int) -> 
 
 
 def _reindex(args: argparse.Namespace) -> None:
-    asyncio.run(_reindex_store(_settings(args)))
+    extra = {"base_url": args.base_url.rstrip("/")} if args.base_url else {}
+    asyncio.run(_reindex_store(_settings(args, **extra)))
 
 
 async def _reindex_store(settings: Settings) -> int:
@@ -178,8 +185,13 @@ async def _reindex_store(settings: Settings) -> int:
         before, total = await store.index_version(), (await store.stats()).resources
         with _progress() as progress:
             task = progress.add_task(f"reindex (index version {before} -> {INDEX_VERSION})", total=total)
-            done = await store.reindex(stored_index, progress=lambda n: progress.advance(task, n))
+            index_of = partial(stored_index, own_base=settings.base_url)
+            done = await store.reindex(index_of, progress=lambda n: progress.advance(task, n))
         console.print(f"{done} resources reindexed; the index is at version {INDEX_VERSION}")
+        if not settings.base_url:
+            console.print(
+                "(no --base-url or FHIR_BASE_URL: references to this server's base were indexed as written)"
+            )
         return done
     finally:
         await store.close()

@@ -85,9 +85,15 @@ def plan_put(
     )
 
 
-def stored_index(resource_type: str, id: str, body: bytes) -> tuple[list[IndexEntry], tuple[str, ...]]:
-    """The index entries and compartments of a stored body, as `plan_put` made them (for reindex)."""
+def stored_index(
+    resource_type: str, id: str, body: bytes, own_base: str | None = None
+) -> tuple[list[IndexEntry], tuple[str, ...]]:
+    """The index entries and compartments of a stored body, as `plan_put` would make them now (for
+    reindex): given `own_base`, references to it count as relative, as a write today stores them;
+    the body itself stays as it was written."""
     resource = decode(body)
+    if own_base and (own_base.rstrip("/") + "/").encode() in body:
+        resource = relative_references(resource, own_base)
     entries = extract_entries(resource)
     return entries, patient_compartments(resource, entries)
 

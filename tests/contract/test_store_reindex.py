@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -70,3 +71,17 @@ async def test_reindex_reports_progress_in_batches(store: Store) -> None:
     assert await store.reindex(stored_index, progress=seen.append) == 5
     assert sum(seen) == 5
     assert await ids(store, "Observation", "value-quantity=5.5") == [f"o{i}" for i in range(5)]
+
+
+async def test_reindex_treats_references_to_the_own_base_as_relative(store: Store) -> None:
+    """A body stored before own-base references were made relative (`http://.../fhir/Patient/p1`)
+    is indexed as a write would index it today: its subject and compartment are Patient/p1."""
+    base = "http://fhir.example.org/fhir"
+    absolute = {**glucose("o1", "6.3"), "subject": {"reference": f"{base}/Patient/p1"}}
+    op = WriteOp("Observation", "o1", 0, NOW, orjson.dumps(absolute), (), ())
+    await store.write([op])
+    assert await ids(store, "Observation", "subject=Patient/p1") == []
+    await store.reindex(partial(stored_index, own_base=base))
+    assert await ids(store, "Observation", "subject=Patient/p1") == ["o1"]
+    compartment = replace(parse_search("Observation", []).query, compartment="Patient/p1")
+    assert [m.id for m in (await store.search(compartment)).matches] == ["o1"]
