@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from fhir_server.rest.writes import decode, plan_put
 from fhir_server.validation import validate_resource
 
 # Elements the server owns: a patch may not change them.
+MAX_OPERATIONS = 1000  # operations in one JSON Patch
 _PROTECTED = ("/id", "/resourceType", "/meta/versionId", "/meta/lastUpdated")
 
 
@@ -34,8 +36,10 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
         path = op.get("path", "")
         if isinstance(path, str) and op.get("op") != "test" and path.startswith(_PROTECTED):
             raise Unprocessable(f"Patch operation {index} may not change '{path}': the server owns it")
+    if len(operations) > MAX_OPERATIONS:
+        raise BadRequest(f"A JSON Patch may have at most {MAX_OPERATIONS} operations; send several")
     try:
-        patched = jsonpatch.apply_patch(resource, operations)
+        patched = _applied(resource, operations)
     except jsonpatch.JsonPatchTestFailed as error:
         raise Unprocessable(f"A JSON Patch 'test' operation failed: {error}") from None
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as error:
@@ -47,6 +51,24 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
     if jsonio.value_depth(patched) > jsonio.MAX_DEPTH:  # each value was bounded, not where it went
         raise Unprocessable(f"The patched resource is refused: {jsonio.TooDeep(jsonio.MAX_DEPTH)}")
     return patched
+
+
+def _applied(resource: dict[str, Any], operations: list[dict[str, Any]]) -> Any:
+    """The operations applied one at a time to a copy. `copy` is the one operation that can grow a
+    resource beyond what the request carried (each can double it: 22 of them made 1.7 GB), so the
+    result is measured after each, against its depth limit and a size the request explains."""
+    document: Any = copy.deepcopy(resource)
+    budget = 2 * (len(jsonio.dumps(resource)) + len(jsonio.dumps(operations))) + 65_536
+    for index, op in enumerate(operations):
+        document = jsonpatch.apply_patch(document, [op], in_place=True)
+        if op.get("op") == "copy" and (
+            jsonio.value_depth(document) > jsonio.MAX_DEPTH or len(jsonio.dumps(document)) > budget
+        ):
+            raise Unprocessable(
+                f"JSON Patch operation {index} (copy) makes the resource deeper than "
+                f"{jsonio.MAX_DEPTH} levels or larger than the request can explain ({budget} bytes)"
+            )
+    return document
 
 
 def _json_kind(value: Any) -> str:

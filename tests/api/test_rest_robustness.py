@@ -377,3 +377,19 @@ async def test_value_set_lookups_are_bounded_and_versions_are_any_text(app_clien
         await created(app_client, {**value_set, "compose": {"include": [include]}})
     response = await app_client.get("Observation", params={"code:in": "http://x.org/vs"})
     assert response.status_code == 200, response.text
+
+
+async def test_json_patch_copies_cannot_blow_up_the_resource(app_client: httpx.AsyncClient) -> None:
+    """`copy` can double a resource per operation, or nest it one level deeper each time: the result
+    is measured after each copy (422), and a patch holds at most 1000 operations (400)."""
+    pid = (await created(app_client, patient(address=[{"line": ["1 High Street"]}])))["id"]
+    headers = {"Content-Type": "application/json-patch+json"}
+    doubling = [{"op": "copy", "from": "/address", "path": "/address/-"} for _ in range(22)]
+    refused(await app_client.patch(f"Patient/{pid}", json=doubling, headers=headers), 422, "operation")
+    nesting = [{"op": "copy", "from": "/address/0", "path": "/address/0/x"} for _ in range(1000)]
+    refused(await app_client.patch(f"Patient/{pid}", json=nesting, headers=headers), 422, "100 levels")
+    refused(
+        await app_client.patch(f"Patient/{pid}", json=nesting * 2, headers=headers), 400, "1000 operations"
+    )
+    small = [{"op": "copy", "from": "/address/0", "path": "/address/-"}]
+    assert (await app_client.patch(f"Patient/{pid}", json=small, headers=headers)).status_code == 200
