@@ -21,12 +21,14 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_server import jsonio
 from fhir_server.access.context import AccessContext
 from fhir_server.indexing.extract import patient_compartments
+from fhir_server.indexing.registry import get_registry
 
 Json = dict[str, Any]
 Scope = MutableMapping[str, Any]
@@ -92,9 +94,25 @@ def describe(method: str, target: str, patient: str | None) -> str:
     if patient is not None:
         path = _other_patients_hidden(path, patient)
     names = dict.fromkeys(
-        name if _PARAM_NAME.fullmatch(name) else OTHER for name, _ in parse_qsl(query, keep_blank_values=True)
+        name if _is_parameter_name(name) else OTHER for name, _ in parse_qsl(query, keep_blank_values=True)
     )
     return f"{method} {path}" + (f"?{'&'.join(names)}" if names else "")
+
+
+def _is_parameter_name(name: str) -> bool:
+    """Whether `name` is a search parameter's (`code:text`, `subject:Patient.name`, `_has:A:b:c`):
+    its first code is one the registry or the search API defines. Anything else, a name searched
+    for sent without `=` say (lenient handling ignores it), is shown as OTHER."""
+    if not _PARAM_NAME.fullmatch(name):
+        return False
+    code = name.split(":", 1)[0].split(".", 1)[0]
+    return code.startswith("_") or code in _known_codes()
+
+
+@cache
+def _known_codes() -> frozenset[str]:
+    registry = get_registry()
+    return frozenset(code for t in registry.resource_types() for code in registry.params_for(t))
 
 
 def _other_patients_hidden(path: str, patient: str) -> str:

@@ -316,6 +316,8 @@ def test_audit_events_name_user_app_request_and_one_patient_each() -> None:
         ("/fhir/Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%7C9990000018", "GET /fhir/Patient?identifier"),
         ("/fhir/Observation?subject:Patient.name=Smith", "GET /fhir/Observation?subject:Patient.name"),
         ("/fhir/Patient?Smith%20Jones", "GET /fhir/Patient?[other]"),
+        ("/fhir/Patient?Smith&gender=male", "GET /fhir/Patient?[other]&gender"),  # a name, sent bare
+        ("/fhir/Patient?jones=1&_count=2", "GET /fhir/Patient?[other]&_count"),  # no parameter's code
         ("/fhir/Patient/1/$everything?_count=5", "GET /fhir/Patient/1/$everything?_count"),
         ("/fhir/Patient/2/Observation", "GET /fhir/Patient/[another patient]/Observation"),
         ("/fhir/Patient/2", "GET /fhir/Patient/[another patient]"),
