@@ -50,7 +50,7 @@ Doc = dict[str, Any]
 # Fields a read returns: everything but the index, sort keys and routing data.
 _STORED_FIELDS = {"type": 1, "id": 1, "version": 1, "last_updated": 1, "deleted": 1, "method": 1, "body": 1}
 _HISTORY_ORDER = [("last_updated", -1), ("seq", -1)]
-REINDEX_BATCH = 1000  # resources reindexed per round trip
+REINDEX_BATCH = 1000  # resources read per batch (each then updated by its own update_one)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # (reindex builds WriteOps only to reuse the layout)
 
 
