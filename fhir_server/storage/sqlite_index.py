@@ -976,7 +976,8 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         drives = _within_date_bounds(conn, builder, query, drives)
         best = min(drives, key=lambda d: (d[0], d[1]))
         walkable = (not query.sort and near_start) or by_key or by_updated
-        best, walk, listed = _by_size(conn, drives, best, walkable=walkable)
+        supersets = frozenset(i for i, crit in enumerate(query.criteria) if _superset_drive(crit))
+        best, walk, listed = _by_size(conn, drives, best, walkable=walkable, supersets=supersets)
     walk = walk or (conn is not None and best is None and by_key)
     counted = _index_matches(query, best[2] if best else None)
     known = listed if counted is not None else None  # the set's distinct resources are its matches
@@ -1121,16 +1122,29 @@ Drive = tuple[float, int, Sql]  # (rank, criterion index or -1/-2 for compartmen
 
 
 def _by_size(
-    conn: sqlite3.Connection, drives: list[Drive], best: Drive, *, walkable: bool
+    conn: sqlite3.Connection,
+    drives: list[Drive],
+    best: Drive,
+    *,
+    walkable: bool,
+    supersets: frozenset[int] = frozenset(),
 ) -> tuple[Drive, bool, int | None]:
     """The smallest of the criteria's driving sets; whether to walk the type instead; and, for a set
     of under FEW entries, how many distinct resources it holds. Such a set is taken at once: reading
-    it costs less than sizing the others."""
+    it costs less than sizing the others. A set of candidates (`supersets`: _superset_drive) is
+    sized in one count, as its distinct count is never a total: a full-text prefix query merges its
+    candidates whole before the first is read, so each count of it costs the same."""
     candidates = sorted((d for d in drives if d[1] >= 0), key=lambda d: (d[0], d[1]))
     if len(candidates) < 2 and not walkable:
         return best, False, None
     sized: list[tuple[int, Drive]] = []
     for drive in candidates:
+        if drive[1] in supersets:
+            size = _entries_upto(conn, drive[2], WALK_FROM)
+            if size < FEW:
+                return drive, False, None
+            sized.append((size, drive))
+            continue
         sql, args = drive[2]
         entries, distinct = conn.execute(
             f"SELECT count(*), count(DISTINCT res) FROM ({sql} LIMIT ?)", [*args, FEW]
