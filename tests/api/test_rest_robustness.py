@@ -393,3 +393,11 @@ async def test_json_patch_copies_cannot_blow_up_the_resource(app_client: httpx.A
     )
     small = [{"op": "copy", "from": "/address/0", "path": "/address/-"}]
     assert (await app_client.patch(f"Patient/{pid}", json=small, headers=headers)).status_code == 200
+
+
+async def test_sort_takes_a_bounded_number_of_keys(app_client: httpx.AsyncClient) -> None:
+    """1,000 `_sort` keys broke SQLite (a 500): more than 10 is a 400 naming the limit."""
+    await created(app_client, patient())
+    refused(await app_client.get("Patient", params={"_sort": ",".join(["family"] * 1000)}), 400, "10 keys")
+    ten = await app_client.get("Patient", params={"_sort": ",".join(["family", "-birthdate"] * 5)})
+    assert ten.status_code == 200
