@@ -1327,18 +1327,23 @@ def _key_walked(
         (f"{entry} {'>=' if desc else '<='} ({','.join('?' * len(edge))})", list(edge)) if edge else _TRUE
     )
     rows = conn.execute(
-        f"SELECT e.res, {value}, ({key_sql}) FROM {table} e CROSS JOIN resource r ON r.res = e.res"
+        f"SELECT e.res, {value} FROM {table} e CROSS JOIN resource r ON r.res = e.res"
         f" WHERE e.pid = ? AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
-        [*key_args, p, *start[1], *upto[1], *walk[1]],
+        [p, *start[1], *upto[1], *walk[1]],
     )
+    # From the first entry, each resource's first entry in walk order holds its key. From a start
+    # (a cursor, a date bound), earlier entries were skipped: the key is looked up, once per
+    # resource met (never per entry: one with 5,000 names made that quadratic, 2 s a page).
+    key_of = f"SELECT ({key_sql}) FROM resource r WHERE r.res = ?" if start != _TRUE else None
     seen: set[int] = set()
     found: list[tuple[Any, int]] = []  # (key, res) of matches, in walk order
-    for res, reached, k in rows:
+    for res, reached in rows:
         if len(found) >= want and reached != found[want - 1][0]:
             break  # the page is full, and nothing further ties with its last match
         if res in seen:
             continue
         seen.add(res)
+        k = reached if key_of is None else conn.execute(key_of, [*key_args, res]).fetchone()[0]
         # Its key is this entry's value unless an earlier entry (before the cursor) holds it.
         if k == reached and _beyond((k, res), after, desc):
             found.append((k, res))
