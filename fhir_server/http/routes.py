@@ -85,6 +85,20 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         body = await search_interaction.search_bundle(ctx, resource_type, params)
         return fhir_response(Result(200, body=body), how, ctx.base_url)
 
+    # The same at system level and in a compartment (http.html#search: `POST [base]/_search`,
+    # `POST [base]/[Compartment]/[id]/[type]/_search`): the form's parameters join the URL's and the
+    # search runs as its GET would.
+    @router.post("/_search")
+    @router.post("/{compartment}/{id}/{resource_type}/_search")
+    async def search_elsewhere_by_post(
+        request: Request, compartment: str = "", id: str = "", resource_type: str = ""
+    ) -> Response:
+        how, ctx = presentation(request), await context_for(request)
+        form = _search_form(request.headers.get("content-type"), await request.body())
+        path = f"{compartment}/{id}/{resource_type}" if compartment else ""
+        result = await run_get(ctx, path, [*request.query_params.multi_items(), *form])
+        return fhir_response(result, how, ctx.base_url)
+
     @router.post("/{resource_type}/$validate")
     @router.post("/{resource_type}/{id}/$validate")
     async def validate(request: Request, resource_type: str, id: str | None = None) -> Response:

@@ -321,3 +321,27 @@ async def test_decimals_sent_over_http_are_searchable(app_client: httpx.AsyncCli
     assert [e["resource"]["valueQuantity"]["value"] for e in values] == [5, 6.3, 7.25, 10]
     assert await found("RiskAssessment", probability="0.02") == ["r1"]
     assert await found("RiskAssessment", **{"probability:missing": "true"}) == []
+
+
+async def test_post_search_at_system_level_and_in_a_compartment(app_client: httpx.AsyncClient) -> None:
+    """`POST [base]/_search` and `POST [base]/Patient/[id]/[type]/_search` answer as their GETs do,
+    the form's parameters joining the URL's (http.html#search); a JSON body is a 415 there too."""
+    await seed(app_client)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [e["resource"]["id"] for e in response.json().get("entry", [])]
+
+    system = await app_client.post("_search?_type=Patient", content=b"name=smith", headers=form)
+    assert (
+        ids(system) == ids(await app_client.get("", params={"_type": "Patient", "name": "smith"})) == ["p1"]
+    )
+    compartment = await app_client.post(
+        "Patient/p1/Observation/_search", content=b"_sort=-date", headers=form
+    )
+    assert ids(compartment) == ["o2", "o1", "o0"]
+    unknown = await app_client.post("_search", content=b"nosuchparameter=1", headers=form)
+    assert unknown.status_code == 400
+    as_json = await app_client.post("_search", json={"name": "smith"})
+    assert as_json.status_code == 415
