@@ -68,10 +68,9 @@ def plan_put(
     """
     stamped = stamp(resource, id, expected_version + 1, now)
     body = encode(stamped)
-    if own_base and (own_base.rstrip("/") + "/").encode() in body:  # a byte search: rarely more
-        localized = relative_references(stamped, own_base)
-        if localized is not stamped:
-            stamped, body = localized, encode(localized)
+    localized = _own_references_relative(stamped, body, own_base)
+    if localized is not stamped:
+        stamped, body = localized, encode(localized)
     entries = extract_entries(stamped)
     return WriteOp(
         resource_type=stamped["resourceType"],
@@ -91,11 +90,17 @@ def stored_index(
     """The index entries and compartments of a stored body, as `plan_put` would make them now (for
     reindex): given `own_base`, references to it count as relative, as a write today stores them;
     the body itself stays as it was written."""
-    resource = decode(body)
-    if own_base and (own_base.rstrip("/") + "/").encode() in body:
-        resource = relative_references(resource, own_base)
+    resource = _own_references_relative(decode(body), body, own_base)
     entries = extract_entries(resource)
     return entries, patient_compartments(resource, entries)
+
+
+def _own_references_relative(resource: Json, body: bytes, own_base: str | None) -> Json:
+    """`relative_references` of `resource` (serialised as `body`), looked for only when the body
+    holds the base at all: a byte search, so most resources cost nothing more."""
+    if own_base and (own_base.rstrip("/") + "/").encode() in body:
+        return relative_references(resource, own_base)
+    return resource
 
 
 _LOCAL = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
