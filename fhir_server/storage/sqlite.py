@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from fhir_server.errors import ConditionConflict, VersionConflict
-from fhir_server.indexing.entries import INDEX_VERSION
+from fhir_server.indexing.entries import INDEX_VERSION, IndexEntry
 from fhir_server.instants import from_micros, to_micros
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.cursors import CursorSealer, new_key
@@ -368,10 +368,8 @@ def _reindex_batch(conn: sqlite3.Connection, index_of: IndexOf, after: int, size
         pending: sqlite_index.Rows = {}
         for res, resource_type, id, body in rows:
             entries, compartments = index_of(resource_type, id, body or b"")
-            conn.execute("DELETE FROM compartment WHERE res = ?", (res,))
-            sqlite_index.delete_entries(conn, res)
-            pending.setdefault("compartment", []).extend((res, c) for c in dict.fromkeys(compartments))
-            sqlite_index.add_entry_rows(pending, res, resource_type, entries)
+            _drop_index(conn, res)
+            _add_index(pending, res, resource_type, entries, compartments)
         sqlite_index.insert_rows(conn, pending)
     return len(rows), rows[-1][0] if rows else after
 
@@ -490,13 +488,27 @@ def _replace_index(
     conn: sqlite3.Connection, res: int, op: WriteOp, pending: _Pending, *, had_previous: bool
 ) -> None:
     if had_previous:
-        conn.execute("DELETE FROM compartment WHERE res = ?", (res,))
-        sqlite_index.delete_entries(conn, res)
-    if op.body is None:
-        return  # a tombstone is found by no search
-    for compartment in dict.fromkeys(op.compartments):
-        pending.add("compartment", (res, compartment))
-    sqlite_index.add_entry_rows(pending.rows, res, op.resource_type, op.entries)
+        _drop_index(conn, res)
+    if op.body is not None:  # a tombstone is found by no search
+        _add_index(pending.rows, res, op.resource_type, op.entries, op.compartments)
+
+
+def _drop_index(conn: sqlite3.Connection, res: int) -> None:
+    """Remove a resource's compartments and index entries (at once: a later add sees them gone)."""
+    conn.execute("DELETE FROM compartment WHERE res = ?", (res,))
+    sqlite_index.delete_entries(conn, res)
+
+
+def _add_index(
+    rows: sqlite_index.Rows,
+    res: int,
+    resource_type: str,
+    entries: Sequence[IndexEntry],
+    compartments: Sequence[str],
+) -> None:
+    """Add a resource's compartments and index entries to the rows to insert."""
+    rows.setdefault("compartment", []).extend((res, c) for c in dict.fromkeys(compartments))
+    sqlite_index.add_entry_rows(rows, res, resource_type, entries)
 
 
 def _history(conn: sqlite3.Connection, query: HistoryQuery) -> HistoryPage:
