@@ -24,7 +24,7 @@ import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -165,6 +165,7 @@ def fill_date_spans(conn: sqlite3.Connection) -> None:
 _WORD_PARAMS = frozenset({"_text", "_content"})
 
 
+@cache
 def _word_pids() -> dict[str, int]:
     return {code: pid("*", code) for code in _WORD_PARAMS}
 
@@ -1002,13 +1003,10 @@ def _superset_drive(crit: Criterion) -> bool:
 
 def _mentions_words(criteria: Sequence[Criterion]) -> bool:
     """Whether `_text`/`_content` is searched, here or inside a chain or `_has`."""
-    for crit in criteria:
-        inner = crit.inner if isinstance(crit, ChainClause | HasClause) else None
-        if (inner is not None and _mentions_words([inner])) or (
-            isinstance(crit, Clause) and crit.kind in ("text", "content")
-        ):
-            return True
-    return False
+    return any(
+        _superset_drive(crit) or (isinstance(crit, ChainClause | HasClause) and _mentions_words([crit.inner]))
+        for crit in criteria
+    )
 
 
 LowBounds = tuple[int | None, int | None]  # [lower, upper) on a date entry's `low`; None: no bound
