@@ -37,7 +37,6 @@ from fhir_server.access.policy import (
     types_only,
 )
 from fhir_server.errors import Forbidden, MethodNotAllowed, NotFound
-from fhir_server.indexing.extract import patient_compartments
 from fhir_server.search.query import AccessFilter, Clause, Criterion, SearchQuery, TokenValue
 from fhir_server.storage.port import HistoryPage, HistoryQuery, Store, StoredResource, WriteOp
 
@@ -183,10 +182,9 @@ async def require_writable_existing(
 
 async def _in_every_compartment(store: Store, rules: AccessFilter, stored: StoredResource) -> bool:
     """Storage judged the resource in ANY compartment; one in several is judged in each (in memory)."""
-    resource = jsonio.loads(stored.body)
-    if len(patient_compartments(resource)) <= 1:
+    view = view_of(jsonio.loads(stored.body))  # (its entries extracted once)
+    if len(view.compartments) <= 1:
         return True
-    view = view_of(resource)
     return allows_in_every_compartment(rules, view, await patient_check(store, rules, view))
 
 
