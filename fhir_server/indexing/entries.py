@@ -27,8 +27,9 @@ MAX_INSTANT = 2**62
 # `fhir-server reindex` brings an older store's entries up to this one.
 # 1: before versions were recorded. 2: numbers with a fraction or exponent indexed (request bodies
 #    parse them as Decimal, which extraction skipped: `value-quantity=6.3` found nothing); MongoDB
-#    entries from a Range marked `rg` (compared by their ends).
-INDEX_VERSION = 2
+#    entries from a Range marked `rg` (compared by their ends). 3: a versioned canonical (`url|1.2`)
+#    also indexed as written, for searches naming the version.
+INDEX_VERSION = 3
 
 
 class _Compact:

@@ -16,7 +16,8 @@ Encodings other engineers rely on:
 - boolean: code "true"/"false". `Patient.deceased` (a boolean expression) always yields one.
 - References: "Type/id[/_history/v]" -> target_type, target_id; absolute URLs and urn:uuid ->
   url (target_type parsed from an absolute URL's path, target_id None); "#contained" -> url;
-  canonicals -> url without "|version"; Reference.identifier -> identifier_system/_value;
+  canonicals -> url without "|version", and a versioned one also as written (`url|1.2`), so a
+  search for `url` finds every version and one for `url|1.2` that version; Reference.identifier -> identifier_system/_value;
   inline resources (Bundle composition/message) -> their type and id.
 - Quantities: QuantityEntry(param, value, low, high, system, code, unit) as written. With
   `extract_entries(..., canonical_quantities=True)`, a UCUM quantity whose unit
@@ -294,7 +295,9 @@ def reference_entries(code: str, value: Any, t: str) -> list[IndexEntry]:
     if kind == "Reference" and type(value) is dict:
         return _reference(code, value)
     if kind in _URI_TYPES and isinstance(value, str) and value:
-        return [ReferenceEntry(code, None, None, value.split("|", 1)[0])]
+        url, _, version = value.partition("|")
+        versioned = [ReferenceEntry(code, None, None, value)] if version else []
+        return [ReferenceEntry(code, None, None, url), *versioned]
     if type(value) is dict and "resourceType" in value:  # an inline resource, as in Bundle.entry
         return [ReferenceEntry(code, value["resourceType"], value.get("id"))]
     return []

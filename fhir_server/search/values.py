@@ -143,7 +143,7 @@ def parse_token(raw: str, modifier: str | None) -> TokenValue:
 
 
 def parse_reference(raw: str, modifier: str | None, base_url: str | None) -> ReferenceValue:
-    """`id`, `Type/id`, `[base]/Type/id`, an absolute or canonical url (`|version` dropped),
+    """`id`, `Type/id`, `[base]/Type/id`, an absolute or canonical url (with `|version`: that version only),
     or for `:identifier` a token `system|value`."""
     if modifier == "identifier":
         token = parse_token(raw, None)
@@ -156,8 +156,9 @@ def parse_reference(raw: str, modifier: str | None, base_url: str | None) -> Ref
     local = _LOCAL_REF.fullmatch(text)
     if local:
         return ReferenceValue(local.group(1), local.group(2))
-    if ":" in text:  # absolute or canonical: compare the url, without any |version
-        return ReferenceValue(url=text.split("|", 1)[0])
+    if ":" in text:  # absolute or canonical: `url` matches every version, `url|1.2` that one
+        url, _, version = text.partition("|")
+        return ReferenceValue(url=text if version else url)
     if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", text):
         raise ValueError(f"'{raw}' is not a reference: use id, Type/id or an absolute URL")
     return ReferenceValue(modifier, text)

@@ -371,6 +371,31 @@ async def test_reference_identifier_with_an_empty_system_means_no_system(store: 
     assert await ids(store, "Observation", "subject:identifier=v1") == ["o1", "o2"]
 
 
+async def test_canonical_with_a_version_finds_that_version_and_without_one_every_version(
+    store: Store,
+) -> None:
+    """search.html#versions: `questionnaire=url|2.0` means version 2.0 of that canonical; the
+    url alone means any version, or none."""
+
+    def answers(id: str, questionnaire: str) -> dict[str, Any]:
+        return {
+            "resourceType": "QuestionnaireResponse",
+            "id": id,
+            "status": "completed",
+            "questionnaire": questionnaire,
+        }
+
+    q = "http://example.org/Questionnaire/phq9"
+    await put(store, answers("v1", f"{q}|1.0"), answers("v2", f"{q}|2.0"), answers("none", q))
+    await put(store, answers("other", "http://example.org/Questionnaire/phq9b|2.0"))
+    assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}|2.0") == ["v2"]
+    assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}|1.0,{q}|2.0") == ["v1", "v2"]
+    assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}") == ["v1", "v2", "none"]
+    assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}|") == ["v1", "v2", "none"]
+    assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}|3.0") == []
+    assert await ids(store, "QuestionnaireResponse", f"questionnaire:missing=true") == []
+
+
 async def test_uri_below_and_above(store: Store) -> None:
     def vs(id: str, url: str) -> dict[str, Any]:
         return {"resourceType": "ValueSet", "id": id, "status": "active", "url": url}

@@ -360,7 +360,7 @@ def test_identifier_references_and_display_only_references() -> None:
     assert entries_for(obs, "performer") == []
 
 
-def test_canonical_references_drop_the_version() -> None:
+def test_canonical_references_are_indexed_without_the_version_and_as_written() -> None:
     plan = {
         "resourceType": "PlanDefinition",
         "status": "active",
@@ -370,7 +370,8 @@ def test_canonical_references_drop_the_version() -> None:
         ],
     }
     assert entries_for(plan, "depends-on") == [
-        ReferenceEntry("depends-on", None, None, "http://example.org/Library/lib")
+        ReferenceEntry("depends-on", None, None, "http://example.org/Library/lib"),
+        ReferenceEntry("depends-on", None, None, "http://example.org/Library/lib|1.2"),
     ]
     assert entries_for(plan, "successor") == [
         ReferenceEntry("successor", None, None, "http://example.org/PlanDefinition/next")
