@@ -978,7 +978,10 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         best = min(drives, key=lambda d: (d[0], d[1]))
         walkable = (not query.sort and near_start) or by_key or by_updated
         supersets = frozenset(i for i, crit in enumerate(query.criteria) if _superset_drive(crit))
-        best, walk, listed = _by_size(conn, drives, best, walkable=walkable, supersets=supersets)
+        countable = _index_matches(query, best[2]) is not None  # a lone set's resources are the matches
+        best, walk, listed = _by_size(
+            conn, drives, best, walkable=walkable, supersets=supersets, countable=countable
+        )
     walk = walk or (conn is not None and best is None and by_key)
     counted = _index_matches(query, best[2] if best else None)
     known = listed if counted is not None else None  # the set's distinct resources are its matches
@@ -1126,12 +1129,16 @@ def _by_size(
     *,
     walkable: bool,
     supersets: frozenset[int] = frozenset(),
+    countable: bool = False,
 ) -> tuple[Drive, bool, int | None]:
     """The smallest of the criteria's driving sets; whether to walk the type instead; and, for a set
     of under FEW entries, how many distinct resources it holds. Such a set is taken at once: reading
-    it costs less than sizing the others. A set of candidates (`supersets`: _superset_drive) is
-    sized in one count, as its distinct count is never a total: a full-text prefix query merges its
-    candidates whole before the first is read, so each count of it costs the same."""
+    it costs less than sizing the others. A lone criterion's set whose resources are the matches
+    (`countable`) has them counted up to WALK_FROM entries too: the total then needs no count of its
+    own (a chain over thousands of targets runs twice, not three times). A set of candidates
+    (`supersets`: _superset_drive) is sized in one count, as its distinct count is never a total: a
+    full-text prefix query merges its candidates whole before the first is read, so each count of
+    it costs the same."""
     candidates = sorted((d for d in drives if d[1] >= 0), key=lambda d: (d[0], d[1]))
     if len(candidates) < 2 and not walkable:
         return best, False, None
@@ -1149,6 +1156,12 @@ def _by_size(
         ).fetchone()
         if entries < FEW:
             return drive, False, int(distinct)
+        if countable and len(candidates) == 1:
+            entries, distinct = conn.execute(
+                f"SELECT count(*), count(DISTINCT res) FROM ({sql} LIMIT ?)", [*args, WALK_FROM]
+            ).fetchone()
+            walk = walkable and entries >= WALK_FROM
+            return drive, walk, None if entries >= WALK_FROM else int(distinct)
         sized.append((_entries_upto(conn, drive[2], WALK_FROM), drive))
     size, smallest = min(sized, key=lambda s: s[0])
     return smallest, walkable and size >= WALK_FROM, None
@@ -1166,12 +1179,17 @@ def _index_matches(query: SearchQuery, driving: Sql | None) -> Sql | None:
     none. Counting them reads the value index alone, not every match's resource row."""
     if driving is None or query.compartment is not None or query.access is not None:
         return None
-    if not query.resource_types or len(query.criteria) != 1:
-        return None
-    crit = query.criteria[0]
-    if not isinstance(crit, Clause) or crit.param.startswith("_") or crit.kind not in _KIND_TABLE:
+    if not query.resource_types or len(query.criteria) != 1 or not _entries_are_matches(query.criteria[0]):
         return None
     return f"SELECT DISTINCT res FROM ({driving[0]})", driving[1]
+
+
+def _entries_are_matches(crit: Criterion) -> bool:
+    """A plain criterion, or a chain ending in one (`subject:Patient.gender=female`: the chain's set
+    is the searched type's own reference entries to live targets that match)."""
+    if isinstance(crit, ChainClause):
+        return isinstance(crit.inner, ChainClause | Clause) and _entries_are_matches(crit.inner)
+    return isinstance(crit, Clause) and not crit.param.startswith("_") and crit.kind in _KIND_TABLE
 
 
 def _with_order(plan: _Plan, keys: Sequence[SortKey], types: Sequence[str]) -> _Plan:
