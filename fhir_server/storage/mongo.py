@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from pymongo import AsyncMongoClient, IndexModel
+from pymongo import AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
@@ -136,6 +136,7 @@ class MongoStore:
             batch = await found.to_list(None)
             if not batch:
                 break
+            updates = []
             for doc in batch:
                 entries, compartments = index_of(doc["type"], doc["id"], bytes(doc["body"]))
                 op = WriteOp(doc["type"], doc["id"], 0, _EPOCH, b"", entries, compartments)
@@ -144,9 +145,10 @@ class MongoStore:
                     "ix": [layout.entry_doc(e) for e in dict.fromkeys(entries)],
                     "sk": layout.sort_keys(entries),
                 }
-                await self.resources.update_one(
-                    {"_id": doc["_id"], "version": doc["version"]}, {"$set": changes}
-                )
+                updates.append(UpdateOne({"_id": doc["_id"], "version": doc["version"]}, {"$set": changes}))
+            # One round trip per batch; unordered: each update stands alone (a document a write
+            # changed meanwhile matches nothing and keeps that write's entries).
+            await self.resources.bulk_write(updates, ordered=False)
             done, after = done + len(batch), batch[-1]["_id"]
             if progress is not None:
                 progress(len(batch))

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, TypeVar
 
 import mongomock
-from pymongo import IndexModel
+from pymongo import IndexModel, UpdateOne
 
 T = TypeVar("T")
 Doc = dict[str, Any]
@@ -173,6 +173,19 @@ class StandInCollection:
         elif result.upserted_id is not None:
             self._record(session, result.upserted_id, None)
         return result
+
+    async def bulk_write(
+        self, requests: Sequence[Any], *, ordered: bool = True, session: StandInSession | None = None
+    ) -> None:
+        """`UpdateOne` requests only (what the adapter sends), applied one by one."""
+        for request in requests:
+            if not isinstance(request, UpdateOne):
+                raise NotImplementedError(f"the stand-in's bulk_write takes UpdateOne, not {request!r}")
+            # the driver keeps what it was given as _filter, _doc (the update) and _upsert
+            update = request._doc
+            if not isinstance(update, Mapping):
+                raise NotImplementedError("the stand-in's bulk_write takes no update pipelines")
+            await self.update_one(request._filter, update, upsert=bool(request._upsert), session=session)
 
     def _record(self, session: StandInSession | None, key: Any, before: Doc | None) -> None:
         if session is not None and session.undo is not None:
