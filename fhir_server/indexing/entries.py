@@ -28,7 +28,8 @@ MAX_INSTANT = 2**62
 # 1: before versions were recorded. 2: numbers with a fraction or exponent indexed (request bodies
 #    parse them as Decimal, which extraction skipped: `value-quantity=6.3` found nothing); MongoDB
 #    entries from a Range marked `rg` (compared by their ends). 3: a versioned canonical (`url|1.2`)
-#    also indexed as written, for searches naming the version.
+#    also indexed as written, for searches naming the version; `_content` holds the narrative's
+#    words too (search.html: "the entire content of the resource").
 INDEX_VERSION = 3
 
 

@@ -82,7 +82,7 @@ _TOKEN_PRIMITIVES = frozenset({"code", "string", "id", "uri", "url", "canonical"
 _HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 _TAG = re.compile(r"<[^>]*>|&\w+;|&#\d+;")
-_CONTENT_SKIP = frozenset({"div", "reference", "system", "url", "id", "resourceType", "data", "fullUrl"})
+_CONTENT_SKIP = frozenset({"reference", "system", "url", "id", "resourceType", "data", "fullUrl"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +399,9 @@ def _string_values(value: Any, out: list[str]) -> None:
         out.append(value)
     elif type(value) is dict:
         for key, item in value.items():
-            if key not in _CONTENT_SKIP:
+            if key == "div" and isinstance(item, str):  # narrative: its text, not its markup
+                out.append(_TAG.sub(" ", item))
+            elif key not in _CONTENT_SKIP:
                 _string_values(item, out)
     elif type(value) is list:
         for item in value:

@@ -6,7 +6,8 @@ unsupported or malformed is a 400 naming it. Lenient: it is skipped and listed i
 
 Choices where the spec leaves room (also in the CapabilityStatement's spirit):
 - `_text` / `_content`: every folded (case- and accent-insensitive) word of the value must begin a
-  word of the narrative / of the resource's string values. No stemming, no boolean operators.
+  word of the narrative / of the resource's string values and narrative. No stemming, no boolean
+  operators.
 - `_list=id`: resources referenced by `List/id`'s entries (functional lists like `$current-*` are
   not supported).
 - Token `:in` / `:not-in` work for value sets stored on this server whose content is enumerated

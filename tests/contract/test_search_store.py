@@ -522,6 +522,8 @@ async def test_text_and_content(store: Store) -> None:
     assert await ids(store, "Patient", "_text=chest pain") == ["p1"]
     assert await ids(store, "Patient", "_content=painter") == ["p2"]
     assert await ids(store, "Patient", "_content=ann") == ["p1", "p2"]
+    assert await ids(store, "Patient", "_content=night") == ["p1"]  # the narrative is content too
+    assert await ids(store, "Patient", "_content=xhtml") == []  # its markup is not
 
 
 async def test_content_words_split_on_punctuation_as_stored(store: Store) -> None:
