@@ -98,6 +98,8 @@ def _criteria(resource_type: str, query: str) -> tuple[Criterion, ...]:
         parsed = parse_search(resource_type, params, strict=True)
     except BadRequest as error:
         raise InvalidScope(f"the granular part '?{query}' is not a valid search: {error.message}") from None
+    if parsed.ignored:  # `category=`: a search ignores it, but a scope that says nothing grants everything
+        raise InvalidScope(f"the granular part '?{query}' has a parameter without a value")
     if not all(isinstance(c, Clause) for c in parsed.query.criteria):  # whatever spelling made one
         raise InvalidScope("a granular scope may only use the resource's own search parameters")
     return parsed.query.criteria

@@ -90,7 +90,8 @@ def searchset(
         head["total"] = page.total
     head["link"] = links.bundle_links(page.next_offset, page.cursor)
     entries = [_entry(links.base_url, s, b"match", summary, elements) for s in page.matches]
-    entries += [_entry(links.base_url, s, b"include", summary, elements) for s in page.included]
+    # search.html#elements: "The list of elements does not apply to included resources"
+    entries += [_entry(links.base_url, s, b"include", summary, None) for s in page.included]
     outcome = _outcome_entry(list(ignored))
     if outcome is not None:
         entries.append(outcome)

@@ -140,6 +140,7 @@ class _State:
 
     types: tuple[str, ...]
     query: SearchQuery
+    system_level: bool = False  # no type in the URL: `_type` names them
     criteria: list[Criterion] = field(default_factory=list)
     used: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
@@ -163,17 +164,32 @@ def parse_search(
     codes (the REST layer expands those the server holds).
     """
     types = _search_types(resource_type, params)
-    state = _State(types, SearchQuery(resource_types=types))
+    state = _State(types, SearchQuery(resource_types=types), system_level=resource_type is None)
     env = Env(base_url, value_sets or {})
     for name, value in params:
         try:
             _one(state, name, value, env)
         except BadRequest as error:
-            if strict:
+            if strict or name == "_query":  # search.html: a server SHALL refuse a _query it does not know
                 raise
             state.ignored.append(Ignored(name, value, error.message))
+    _settle(state, strict)
     query = replace(state.query, criteria=tuple(state.criteria))
     return ParsedSearch(query, tuple(state.used), tuple(state.ignored), state.summary, state.elements)
+
+
+def _settle(state: _State, strict: bool) -> None:
+    """What depends on several parameters, whatever their order."""
+    if state.summary == "count":  # the count alone: no page, whatever `_count` or `_total` said
+        state.query = replace(state.query, count=0, total="accurate")
+    if state.summary == "text" and (state.query.includes or state.query.revincludes):
+        message = "_include and _revinclude cannot be used with _summary=text (search.html#summary)"
+        if strict:
+            raise BadRequest(message)
+        joins = [(n, v) for n, v in state.used if n.split(":", 1)[0] in ("_include", "_revinclude")]
+        state.ignored += [Ignored(n, v, message) for n, v in joins]
+        state.used = [u for u in state.used if u not in joins]
+        state.query = replace(state.query, includes=(), revincludes=())
 
 
 def _search_types(resource_type: str | None, params: Sequence[tuple[str, str]]) -> tuple[str, ...]:
@@ -193,16 +209,25 @@ def _require_known_type(resource_type: str, where: str) -> None:
 def _one(state: _State, name: str, value: str, env: Env) -> None:
     """Apply one parameter to the state (or raise BadRequest)."""
     base = name.split(":", 1)[0]
-    if base in _IGNORED_BY_SEARCH or base == "_type":
-        if base == "_type":
-            state.used.append((name, value))
+    if base in _IGNORED_BY_SEARCH:
+        return
+    if base == "_query":
+        raise BadRequest(f"This server has no named queries: '_query={value}' is not one it knows")
+    if value == "":  # search.html: "Empty parameters are not an error - they are just ignored"
+        state.ignored.append(Ignored(name, value, "an empty value: the parameter is ignored"))
+        return
+    if base == "_type":
+        if not state.system_level:
+            raise BadRequest(
+                f"'_type' chooses the types of a search across all types; this search is of "
+                f"{', '.join(state.types)} already (use [base]?_type=... instead)"
+            )
+        state.used.append((name, value))
         return
     if base in _RESULT_PARAMS:
         _RESULT_PARAMS[base](state, name, value)
         state.used.append((name, value))
         return
-    if value == "":
-        raise BadRequest(f"Search parameter '{name}' has an empty value; it was ignored")
     _within_limits(state, name, value)
     state.criteria.append(parse_criterion(state.types, name, value, env=env))
     state.used.append((name, value))
@@ -552,8 +577,6 @@ def _set_summary(state: _State, name: str, raw: str) -> None:
     if raw not in _SUMMARY:
         raise BadRequest(f"'_summary' must be one of {', '.join(sorted(_SUMMARY))}; not '{raw}'")
     state.summary = None if raw == "false" else raw
-    if raw == "count":
-        state.query = replace(state.query, count=0, total="accurate")
 
 
 def _set_elements(state: _State, name: str, raw: str) -> None:

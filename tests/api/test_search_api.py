@@ -345,3 +345,69 @@ async def test_post_search_at_system_level_and_in_a_compartment(app_client: http
     assert unknown.status_code == 400
     as_json = await app_client.post("_search", json={"name": "smith"})
     assert as_json.status_code == 415
+
+
+# -- found by the search review of 2026-11-30 ------------------------------------------------------
+
+
+async def test_elements_do_not_apply_to_included_resources(app_client: httpx.AsyncClient) -> None:
+    """search.html#elements: "The list of elements does not apply to included resources"."""
+    await seed(app_client)
+    params = {"_id": "o0", "_include": "Observation:subject", "_elements": "status"}
+    bundle = (await app_client.get("Observation", params=params)).json()
+    by_mode = {e["search"]["mode"]: e["resource"] for e in bundle["entry"]}
+    assert "subject" not in by_mode["match"] and by_mode["match"]["status"] == "final"
+    assert by_mode["include"]["name"] == [{"family": "Smith"}]
+    assert "tag" not in by_mode["include"].get("meta", {})  # not marked SUBSETTED either
+
+
+async def test_summary_count_returns_only_the_count_whatever_the_order(app_client: httpx.AsyncClient) -> None:
+    await seed(app_client)
+    for query in ("_summary=count&_count=2", "_count=2&_summary=count", "_summary=count&_total=none"):
+        bundle = (await app_client.get(f"Observation?{query}")).json()
+        assert bundle["total"] == 4 and "entry" not in bundle, query
+
+
+async def test_empty_parameters_are_ignored_not_an_error(app_client: httpx.AsyncClient) -> None:
+    """search.html: "Empty parameters are not an error - they are just ignored by the server"."""
+    await seed(app_client)
+    response = await app_client.get("Patient?name=&_count=&family=jones")
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == "match"] == ["p2"]
+    assert bundle["link"][0]["url"] == f"{BASE}/Patient?family=jones"  # what was used, only
+
+
+async def test_conditional_criteria_with_an_empty_value_are_refused(app_client: httpx.AsyncClient) -> None:
+    """A search ignores `name=`; a conditional update must not, or it would change what else matches."""
+    await seed(app_client)
+    body = {"resourceType": "Patient", "name": [{"family": "Smith"}], "active": True}
+    response = await app_client.put("Patient?family=smith&given=", json=body, headers=FHIR_JSON)
+    assert response.status_code == 400 and "given=" in response.text
+    assert "active" not in (await app_client.get("Patient/p1")).json()
+
+
+async def test_an_unknown_named_query_is_refused_even_when_lenient(app_client: httpx.AsyncClient) -> None:
+    """search.html: servers SHALL refuse a search whose _query they do not recognise."""
+    await seed(app_client)
+    response = await app_client.get("Patient?_query=everyone", headers={"Prefer": "handling=lenient"})
+    assert response.status_code == 400 and "_query" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_summary_text_cannot_be_mixed_with_includes(app_client: httpx.AsyncClient) -> None:
+    """search.html#summary: _include and _revinclude cannot be mixed with _summary=text."""
+    await seed(app_client)
+    query = "Observation?_id=o0&_summary=text&_include=Observation:subject"
+    assert (await app_client.get(query)).status_code == 400
+    lenient = (await app_client.get(query, headers={"Prefer": "handling=lenient"})).json()
+    assert [e["search"]["mode"] for e in lenient["entry"]] == ["match", "outcome"]
+    assert "_include" not in lenient["link"][0]["url"]
+
+
+async def test_type_is_for_searches_across_types(app_client: httpx.AsyncClient) -> None:
+    """`Patient?_type=Observation` was answered as `Patient?` with `_type` echoed as if used."""
+    await seed(app_client)
+    response = await app_client.get("Patient?_type=Observation&_id=p1")
+    assert response.status_code == 400 and "_type" in response.json()["issue"][0]["diagnostics"]
+    across = (await app_client.get("?_type=Patient&_id=p1")).json()
+    assert [e["resource"]["id"] for e in across["entry"]] == ["p1"]
