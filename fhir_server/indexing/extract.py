@@ -17,7 +17,8 @@ Encodings other engineers rely on:
 - References: "Type/id[/_history/v]" -> target_type, target_id; absolute URLs and urn:uuid ->
   url (target_type parsed from an absolute URL's path, target_id None); "#contained" -> url;
   canonicals -> url without "|version", and a versioned one also as written (`url|1.2`), so a
-  search for `url` finds every version and one for `url|1.2` that version; Reference.identifier -> identifier_system/_value;
+  search for `url` finds every version and one for `url|1.2` that version;
+  Reference.identifier -> identifier_system/_value;
   inline resources (Bundle composition/message) -> their type and id.
 - Quantities: QuantityEntry(param, value, low, high, system, code, unit) as written. With
   `extract_entries(..., canonical_quantities=True)`, a UCUM quantity whose unit
