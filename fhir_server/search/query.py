@@ -105,8 +105,8 @@ class ReferenceValue:
 @dataclass(frozen=True, slots=True)
 class UriValue:
     """`:above` / `:below` compare whole path segments (search.html#uri): `below=http://a/fhir`
-    matches `http://a/fhir` and `http://a/fhir/...`, not `http://a/fhirplace`; `above` matches the
-    value and its segment ancestors (`ancestors`)."""
+    matches `http://a/fhir`, `http://a/fhir/...` and the canonical's versions `http://a/fhir|...`,
+    not `http://a/fhirplace`; `above` matches the value and its segment ancestors (`ancestors`)."""
 
     value: str
     match: Literal["eq", "above", "below"] = "eq"
@@ -125,6 +125,11 @@ class UriValue:
     def below_prefix(self) -> str:
         """What a url below the value starts with: the value ending in one `/`."""
         return self.value.rstrip("/") + "/"
+
+    def versions_prefix(self) -> str:
+        """What a version of the value as a canonical starts with (search.html#uri: `:below` on
+        `http://acme.com/some-profile` also matches `some-profile|1.0`, `|2.0`, ...)."""
+        return (self.value.rstrip("/") or self.value) + "|"
 
 
 @dataclass(frozen=True, slots=True)

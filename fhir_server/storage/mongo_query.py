@@ -324,8 +324,10 @@ def reference_filter(value: ReferenceValue) -> Doc:
 def uri_filter(value: UriValue) -> Doc:
     """Whole path segments for `:below` / `:above` (UriValue), as the SQLite adapter."""
     if value.match == "below":
-        below = {"v": {"$regex": "^" + re.escape(value.below_prefix())}}
-        return {"$or": [{"v": value.value.rstrip("/") or value.value}, below]}
+        below = [
+            {"v": {"$regex": "^" + re.escape(p)}} for p in (value.below_prefix(), value.versions_prefix())
+        ]
+        return {"$or": [{"v": value.value.rstrip("/") or value.value}, *below]}
     if value.match == "above":
         # The value's segment ancestors: an equality lookup each, which uses the index.
         return {"v": {"$in": value.ancestors()}}

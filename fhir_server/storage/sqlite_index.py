@@ -486,9 +486,10 @@ def _reference_sql(value: ReferenceValue, col: Col) -> Sql:
 def _uri_sql(value: UriValue, col: Col) -> Sql:
     """Whole path segments for `:below` / `:above` (UriValue)."""
     if value.match == "below":
-        prefix = value.below_prefix()
-        below = f"({col('value')} >= ? AND {col('value')} < ?)", [prefix, prefix + _HIGHEST]
-        return f"({col('value')} = ? OR {below[0]})", [value.value.rstrip("/") or value.value, *below[1]]
+        ranges = [(p, p + _HIGHEST) for p in (value.below_prefix(), value.versions_prefix())]
+        below = " OR ".join(f"({col('value')} >= ? AND {col('value')} < ?)" for _ in ranges)
+        args = [value.value.rstrip("/") or value.value, *(end for r in ranges for end in r)]
+        return f"({col('value')} = ? OR {below})", args
     if value.match == "above":
         return _in(col("value"), value.ancestors())
     return f"{col('value')} = ?", [value.value]

@@ -393,7 +393,7 @@ async def test_canonical_with_a_version_finds_that_version_and_without_one_every
     assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}") == ["v1", "v2", "none"]
     assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}|") == ["v1", "v2", "none"]
     assert await ids(store, "QuestionnaireResponse", f"questionnaire={q}|3.0") == []
-    assert await ids(store, "QuestionnaireResponse", f"questionnaire:missing=true") == []
+    assert await ids(store, "QuestionnaireResponse", "questionnaire:missing=true") == []
 
 
 async def test_uri_below_and_above(store: Store) -> None:
@@ -416,14 +416,17 @@ async def test_uri_below_and_above_match_whole_path_segments(store: Store) -> No
         "v4": "http://acme.org/fh",
         "v5": "http://acme.org/fhir/ValueSet/123/_history/5",
         "v6": "http://acme.org/fhir/",
+        "v7": "http://acme.org/fhir|2.0",  # a version of the canonical http://acme.org/fhir
+        "v8": "http://acme.org/fhir/ValueSet/123|1.0",
+        "v9": "http://acme.org/fhir/ValueSet/1234|1.0",
     }
     await put(
         store, *({"resourceType": "ValueSet", "id": i, "status": "active", "url": u} for i, u in urls.items())
     )
     found = {
-        "url:below=http://acme.org/fhir": ["v1", "v2", "v5", "v6"],
-        "url:below=http://acme.org/fhir/": ["v1", "v2", "v5", "v6"],
-        "url:below=http://acme.org/fhir/ValueSet/123": ["v1", "v5"],
+        "url:below=http://acme.org/fhir": ["v1", "v2", "v5", "v6", "v7", "v8", "v9"],
+        "url:below=http://acme.org/fhir/": ["v1", "v2", "v5", "v6", "v7", "v8", "v9"],
+        "url:below=http://acme.org/fhir/ValueSet/123": ["v1", "v5", "v8"],
         "url:above=http://acme.org/fhir/ValueSet/123": ["v1", "v2", "v6"],
         "url:above=http://acme.org/fhir/ValueSet/123/_history/5": ["v1", "v2", "v5", "v6"],
         "url:above=http://acme.org/fhirplace/ValueSet/1": ["v3"],

@@ -212,15 +212,15 @@ def test_token_not_is_the_negation_of_any_value() -> None:
     assert found == {"$nor": [em("status", c="final")]}
 
 
+_BELOW_AB = [{"v": {"$regex": r"^http://a/b/"}}, {"v": {"$regex": r"^http://a/b\|"}}]  # paths, versions
+
+
 @pytest.mark.parametrize(
     ("value", "cond"),
     [
         (UriValue("http://a/b"), {"v": "http://a/b"}),
-        (UriValue("http://a/b", "below"), {"$or": [{"v": "http://a/b"}, {"v": {"$regex": r"^http://a/b/"}}]}),
-        (
-            UriValue("http://a/b/", "below"),
-            {"$or": [{"v": "http://a/b"}, {"v": {"$regex": r"^http://a/b/"}}]},
-        ),
+        (UriValue("http://a/b", "below"), {"$or": [{"v": "http://a/b"}, *_BELOW_AB]}),
+        (UriValue("http://a/b/", "below"), {"$or": [{"v": "http://a/b"}, *_BELOW_AB]}),
         (
             UriValue("http://a/b/c", "above"),
             {"v": {"$in": ["http://a/b/c", "http://a/b/", "http://a/b", "http://a/", "http://a"]}},
