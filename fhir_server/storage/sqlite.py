@@ -69,7 +69,20 @@ CORE_SCHEMA = [
         res INTEGER NOT NULL, compartment TEXT NOT NULL, PRIMARY KEY(compartment, res)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS compartment_res ON compartment(res)",
     "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    # How many live resources each type has: a search with no criteria (`Observation?_summary=count`,
+    # the total of `Patient?`) reads it instead of counting a million rows (~90 ms). Kept by triggers,
+    # so every write keeps it, whichever code makes it; filled once by _fill_type_counts.
+    "CREATE TABLE IF NOT EXISTS type_count (type TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TRIGGER IF NOT EXISTS type_count_insert AFTER INSERT ON resource WHEN NEW.deleted = 0 BEGIN
+        INSERT INTO type_count VALUES (NEW.type, 1) ON CONFLICT(type) DO UPDATE SET live = live + 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS type_count_update AFTER UPDATE OF deleted ON resource
+        WHEN OLD.deleted != NEW.deleted BEGIN
+        INSERT INTO type_count VALUES (NEW.type, OLD.deleted - NEW.deleted)
+        ON CONFLICT(type) DO UPDATE SET live = live + excluded.live; END""",
+    """CREATE TRIGGER IF NOT EXISTS type_count_delete AFTER DELETE ON resource WHEN OLD.deleted = 0 BEGIN
+        UPDATE type_count SET live = live - 1 WHERE type = OLD.type; END""",
 ]
+_TYPE_COUNTS = "type-counts"  # store_meta: type_count has been filled
 
 _READ_CURRENT = """SELECT r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body
     FROM resource r JOIN version v ON v.res = r.res AND v.version = r.version
@@ -139,6 +152,7 @@ class SqliteStore:
                 self._writer.execute(statement)
             sqlite_index.fill_date_spans(self._writer)
             sqlite_index.fill_word_index(self._writer)
+            _fill_type_counts(self._writer)
             _record_index_version(self._writer)
             # The key that seals paging cursors: made once, then the same for every process.
             self._writer.execute("INSERT OR IGNORE INTO store_meta VALUES ('cursor-key', ?)", (new_key(),))
@@ -340,6 +354,16 @@ def _resource_rows(
             f"SELECT id, res, version FROM resource WHERE type = ? AND id IN ({marks})",
             (resource_type, *part),
         )
+
+
+def _fill_type_counts(conn: sqlite3.Connection) -> None:
+    """Count each type's live resources once, in the transaction that creates the triggers (a store
+    made before them: ~0.2 s at 1M); from then on the triggers keep the counts."""
+    if conn.execute("SELECT 1 FROM store_meta WHERE name = ?", (_TYPE_COUNTS,)).fetchone():
+        return
+    conn.execute("DELETE FROM type_count")
+    conn.execute("INSERT INTO type_count SELECT type, count(*) FROM resource WHERE deleted = 0 GROUP BY type")
+    conn.execute("INSERT INTO store_meta VALUES (?, x'01')", (_TYPE_COUNTS,))
 
 
 def _record_index_version(conn: sqlite3.Connection, version: int | None = None) -> None:
