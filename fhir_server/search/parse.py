@@ -170,7 +170,7 @@ def parse_search(
         try:
             _one(state, name, value, env)
         except BadRequest as error:
-            if strict or name == "_query":  # search.html: a server SHALL refuse a _query it does not know
+            if strict or name.split(":", 1)[0] == "_query":  # search.html: SHALL refuse an unknown _query
                 raise
             state.ignored.append(Ignored(name, value, error.message))
     _settle(state, strict)
