@@ -17,13 +17,16 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from fhir_server.indexing.fhirpath import CompileError, compile_expression, resource_types
+from fhir_server.indexing.fhirpath import CompileError, base_type, compile_expression, resource_types
 
 # Resource-level parameters with no FHIRPath expression that extraction implements itself.
 BUILT_IN = frozenset({"_text", "_content"})
 # Resource types that are not DomainResources, so have no narrative and no `_text`.
 NOT_DOMAIN = frozenset({"Bundle", "Binary", "Parameters"})
 COMMON_BASES = ("Resource", "DomainResource")
+# Element types a reference parameter indexes as a url alone (extract.reference_entries): a
+# canonical, or a uri; an extension's value may be either.
+_CANONICAL_NODES = frozenset({"canonical", "uri", "url", "oid", "uuid", "Extension"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,23 @@ class Registry:
 
     def get(self, resource_type: str, code: str) -> SearchParamDef | None:
         return self.params_for(resource_type).get(code)
+
+    @cache  # noqa: B019 - as params_for
+    def canonical_targets(self, resource_type: str, code: str) -> tuple[str, ...]:
+        """The types a canonical url in reference parameter `code` of `resource_type` may name: its
+        targets that have a `url` uri parameter (search.html#reference). Empty when the parameter
+        selects no canonical or uri element (most select Reference only)."""
+        sp = self.get(resource_type, code)
+        if sp is None or sp.type != "reference" or sp.expression is None:
+            return ()
+        nodes = compile_expression(sp.expression, resource_type).types
+        if not any(base_type(t) in _CANONICAL_NODES for t in nodes):
+            return ()
+        return tuple(t for t in sp.targets if self._has_url(t))
+
+    def _has_url(self, resource_type: str) -> bool:
+        url = self.get(resource_type, "url") if resource_type in self._types else None
+        return url is not None and url.type == "uri"
 
     def by_url(self, url: str) -> SearchParamDef | None:
         return self._by_url.get(url)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Protocol
 
 from fhir_server.digits import ascii_whole
@@ -32,6 +33,7 @@ from fhir_server.indexing.registry import get_registry
 from fhir_server.search import values as v
 from fhir_server.search.paging import checked_cursor
 from fhir_server.search.query import (
+    CanonicalParam,
     ChainClause,
     Clause,
     CompositeValue,
@@ -503,7 +505,8 @@ def _parse_chain(types: tuple[str, ...], head: str, rest: str, raw: str, env: En
             f"Chained search '{head}.{rest}': no target type of '{code}' has a parameter '{inner_code}'"
         )
     inner = parse_criterion(usable, rest, raw, env=env, depth=depth + 1)
-    return ChainClause(code, usable, inner)
+    named = {t for source in types for t in get_registry().canonical_targets(source, code)}
+    return ChainClause(code, usable, inner, tuple(t for t in usable if t in named))
 
 
 def _knows(resource_type: str, code: str) -> bool:
@@ -525,7 +528,8 @@ def _parse_has(types: tuple[str, ...], name: str, raw: str, env: Env, depth: int
     if types and targets and not targets.intersection(types):
         raise BadRequest(f"'{name}': {source}.{ref_code} never refers to {', '.join(types)}")
     inner = parse_criterion((source,), rest, raw, env=env, depth=depth + 1)
-    return HasClause(source, ref_code, inner)
+    named = get_registry().canonical_targets(source, ref_code)
+    return HasClause(source, ref_code, inner, tuple(t for t in named if not types or t in types))
 
 
 def _parse_list(types: tuple[str, ...], modifier: str, raw: str) -> HasClause:
@@ -617,7 +621,7 @@ def _set_include(state: _State, name: str, raw: str) -> None:
 def parse_include(raw: str, *, iterate: bool) -> Include:
     """`Source:param[:Target]` or `*` (every reference of the matched resources)."""
     if raw == "*":
-        return Include(None, None, None, iterate)
+        return Include(None, None, None, iterate, canonical_params(None, None, None))
     parts = raw.split(":")
     if len(parts) not in (2, 3):
         raise BadRequest(f"'{raw}' is not an include: use Type:parameter[:TargetType] or *")
@@ -627,11 +631,26 @@ def parse_include(raw: str, *, iterate: bool) -> Include:
     if target is not None:
         _require_known_type(target, raw)
     if code == "*":
-        return Include(source, None, target, iterate)
+        return Include(source, None, target, iterate, canonical_params(source, None, target))
     kind, _ = resolve((source,), code)
     if kind != "reference":
         raise BadRequest(f"'{raw}': '{code}' on {source} is not a reference parameter")
-    return Include(source, code, target, iterate)
+    return Include(source, code, target, iterate, canonical_params(source, code, target))
+
+
+@cache
+def canonical_params(source: str | None, code: str | None, target: str | None) -> tuple[CanonicalParam, ...]:
+    """The reference parameters an include follows (`code` on `source`; None: every one) that may
+    hold canonical urls, each with the types a canonical names (of `target` only, when given)."""
+    registry = get_registry()
+    found: list[CanonicalParam] = []
+    for source_type in [source] if source else sorted(supported_types()):
+        params = registry.params_for(source_type)
+        for param in [code] if code else sorted(c for c, sp in params.items() if sp.type == "reference"):
+            named = tuple(t for t in registry.canonical_targets(source_type, param) if target in (None, t))
+            if named:
+                found.append(CanonicalParam(source_type, param, named))
+    return tuple(found)
 
 
 _RESULT_PARAMS = {

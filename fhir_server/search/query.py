@@ -177,21 +177,28 @@ class Clause:
 @dataclass(frozen=True, slots=True)
 class ChainClause:
     """`param:Type.inner=...`: a reference `param` resolves to a live resource of one of
-    `target_types` that satisfies `inner` (which may chain again)."""
+    `target_types` that satisfies `inner` (which may chain again).
+
+    `canonical_types`: those of `target_types` that a canonical url in `param` may name (empty
+    when `param` holds literal references only); a canonical resolves to the resources of these
+    types whose `url` parameter equals it (search.html#reference)."""
 
     param: str
     target_types: tuple[str, ...]
     inner: Criterion
+    canonical_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class HasClause:
     """`_has:Source:param:inner=...`: some live `source_type` resource whose reference `param`
-    points at this resource satisfies `inner`."""
+    points at this resource satisfies `inner`. `canonical_types`: the searched types a canonical
+    url in `param` may name, as in ChainClause (a resource of one is pointed at by its `url`)."""
 
     source_type: str
     param: str
     inner: Criterion
+    canonical_types: tuple[str, ...] = ()
 
 
 Criterion = Clause | ChainClause | HasClause
@@ -205,13 +212,28 @@ class SortKey:
 
 
 @dataclass(frozen=True, slots=True)
+class CanonicalParam:
+    """A reference parameter that may hold canonical urls (search.html#reference: "a Reference or
+    canonical"): such a value refers to the live resources of `target_types` whose `url`
+    parameter equals it (a versioned `url|1.2` through its url, to every version held)."""
+
+    source_type: str
+    param: str
+    target_types: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Include:
-    """`_include=Source:param[:Target]` (or `_revinclude`). `param` None means `*` (every reference)."""
+    """`_include=Source:param[:Target]` (or `_revinclude`). `param` None means `*` (every reference).
+
+    `canonical`: the parameters followed that may hold canonical urls, with the types those name
+    (of `target_type` only, when given); empty when every parameter followed is literal."""
 
     source_type: str | None
     param: str | None
     target_type: str | None = None
     iterate: bool = False
+    canonical: tuple[CanonicalParam, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from fhir_server.errors import BadRequest
 from fhir_server.indexing.normalize import date_bounds
 from fhir_server.search import values as v
-from fhir_server.search.parse import MAX_COUNT, parse_search, value_set_urls
+from fhir_server.search.parse import MAX_COUNT, parse_include, parse_search, value_set_urls
 from fhir_server.search.query import (
+    CanonicalParam,
     ChainClause,
     Clause,
     CompositeValue,
@@ -248,6 +249,29 @@ def test_has() -> None:
     )
     nested = only("Patient", "_has:Observation:patient:_has:Provenance:target:agent=Practitioner/1")
     assert isinstance(nested, HasClause) and isinstance(nested.inner, HasClause)
+
+
+def test_a_parameter_that_holds_canonicals_names_the_types_they_refer_to() -> None:
+    """QuestionnaireResponse.questionnaire is a canonical(Questionnaire): chains, `_has` and
+    includes through it carry the target types with a `url` (search.html#reference); a parameter
+    that selects Reference only carries none."""
+    chain = only("QuestionnaireResponse", "questionnaire.status=active")
+    assert isinstance(chain, ChainClause) and chain.canonical_types == ("Questionnaire",)
+    literal = only("Observation", "subject:Patient.name=smith")
+    assert isinstance(literal, ChainClause) and literal.canonical_types == ()
+    has = only("Questionnaire", "_has:QuestionnaireResponse:questionnaire:status=completed")
+    assert isinstance(has, HasClause) and has.canonical_types == ("Questionnaire",)
+    assert parse_include("QuestionnaireResponse:questionnaire", iterate=False) == Include(
+        "QuestionnaireResponse",
+        "questionnaire",
+        canonical=(CanonicalParam("QuestionnaireResponse", "questionnaire", ("Questionnaire",)),),
+    )
+    typed = parse_include("CarePlan:instantiates-canonical:Questionnaire", iterate=True)
+    assert typed.canonical == (CanonicalParam("CarePlan", "instantiates-canonical", ("Questionnaire",)),)
+    assert parse_include("Observation:subject", iterate=False).canonical == ()
+    assert CanonicalParam("QuestionnaireResponse", "questionnaire", ("Questionnaire",)) in (
+        parse_include("*", iterate=False).canonical
+    )
 
 
 # -- result parameters ---------------------------------------------------------------------------
