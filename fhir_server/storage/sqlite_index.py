@@ -16,6 +16,11 @@ the planner cannot prefer scanning a whole type. Values are always bound paramet
 Access narrowing (`AccessFilter`) is a WHERE fragment on a `resource` alias, applied to matches,
 chained targets, `_has` sources, includes and revincludes alike, so totals and paging never count
 what the caller may not see.
+
+Canonicals. A reference parameter may hold canonical urls (search.html#reference), indexed as
+entries with only `url`. Where the query says a parameter may (`ChainClause.canonical_types`,
+`HasClause.canonical_types`, `Include.canonical`), chains, `_has` and includes also join such an
+entry to the target types' `url` entries (ix_uri) by value, through ix_ref_url and ix_uri_value.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from fhir_server.indexing.normalize import search_words
 from fhir_server.instants import from_micros
 from fhir_server.search.query import (
     AccessFilter,
+    CanonicalParam,
     ChainClause,
     Clause,
     CompositeValue,
@@ -518,6 +524,22 @@ def _in(column: str, items: Sequence[Any]) -> Sql:
     return f"{column} IN ({','.join('?' * len(items))})", list(items)
 
 
+def _canonical_entry(f: str) -> Sql:
+    """A reference entry `f` that is a url alone: a canonical (extract.reference_entries). It names
+    the resources of its parameter's target types whose `url` entry equals it; a versioned
+    `url|1.2`, also indexed as `url`, never equals a url, so it resolves through the plain one."""
+    return f"{f}.target_id IS NULL AND {f}.target_type IS NULL", []
+
+
+def _canonical_groups(params: Iterable[CanonicalParam]) -> list[tuple[list[int], list[int]]]:
+    """(pids of the parameters, pids of their targets' `url`) for each set of target types among
+    `params`: a canonical in one of those parameters names a resource with one of those urls."""
+    groups: dict[tuple[str, ...], set[int]] = {}
+    for param in params:
+        groups.setdefault(param.target_types, set()).add(pid(param.source_type, param.param))
+    return [(sorted(sources), _pids(types, "url")) for types, sources in groups.items()]
+
+
 # -- criteria as conditions on a resource alias --------------------------------------------------
 
 
@@ -653,7 +675,29 @@ class _Builder:
             f" AND {t}.id = {f}.target_id WHERE {f}.res = {r}.res AND {pid_sql} AND {type_sql}"
             f" AND {t}.deleted = 0 AND {inner[0]} AND {access[0]})"
         )
-        return sql, [*pid_args, *type_args, *inner[1], *access[1]]
+        literal = sql, [*pid_args, *type_args, *inner[1], *access[1]]
+        if not chain.canonical_types:
+            return literal
+        return _any_of([literal, self._canonical_chain_exists(chain, types, r)])
+
+    def _canonical_chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
+        """From this resource's canonicals in `chain.param` to the targets with that `url`, each by
+        the (pid, value) index of their url entries (as _chain_exists, never through a whole type)."""
+        f, u, t = self.alias("f"), self.alias("u"), self.alias("t")
+        where = _all_of(
+            [
+                (f"{f}.res = {r}.res", []),
+                _in(f"{f}.pid", _pids(types, chain.param)),
+                _canonical_entry(f),
+                _in(f"{u}.pid", _pids(chain.canonical_types, "url")),
+                (f"{u}.value = {f}.url AND {t}.res = {u}.res AND {t}.deleted = 0", []),
+                self.exists(chain.inner, chain.canonical_types, t),
+                self.access_sql(t),
+            ]
+        )
+        tables = f"ix_ref {f} CROSS JOIN ix_uri {u} CROSS JOIN resource {t}"
+        sql = f"EXISTS (SELECT 1 FROM {tables} WHERE {where[0]})"
+        return sql, where[1]
 
     def _has_exists(self, has: HasClause, r: str) -> Sql:
         f, s = self.alias("f"), self.alias("s")
@@ -664,7 +708,28 @@ class _Builder:
             f" WHERE {f}.target_id = {r}.id AND {f}.target_type = {r}.type AND {f}.pid = ?"
             f" AND +{s}.type = ? AND {s}.deleted = 0 AND {inner[0]} AND {access[0]})"
         )
-        return sql, [pid(has.source_type, has.param), has.source_type, *inner[1], *access[1]]
+        literal = sql, [pid(has.source_type, has.param), has.source_type, *inner[1], *access[1]]
+        if not has.canonical_types:
+            return literal
+        return _any_of([literal, self._canonical_has_exists(has, r)])
+
+    def _canonical_has_exists(self, has: HasClause, r: str) -> Sql:
+        """From this resource's `url` to the sources naming it as a canonical in `has.param`."""
+        u, f, s = self.alias("u"), self.alias("f"), self.alias("s")
+        where = _all_of(
+            [
+                (f"{u}.res = {r}.res", []),
+                _in(f"{u}.pid", _pids(has.canonical_types, "url")),
+                (f"{f}.pid = ? AND {f}.url = {u}.value", [pid(has.source_type, has.param)]),
+                _canonical_entry(f),
+                (f"{s}.res = {f}.res AND +{s}.type = ? AND {s}.deleted = 0", [has.source_type]),
+                self.exists(has.inner, (has.source_type,), s),
+                self.access_sql(s),
+            ]
+        )
+        tables = f"ix_uri {u} CROSS JOIN ix_ref {f} CROSS JOIN resource {s}"
+        sql = f"EXISTS (SELECT 1 FROM {tables} WHERE {where[0]})"
+        return sql, where[1]
 
     # -- driving sets (uncorrelated SELECT res ...) ----------------------------------------------
 
@@ -733,7 +798,31 @@ class _Builder:
             f" CROSS JOIN ix_ref {f} ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type AND {pid_sql}"
             f" WHERE {type_sql} AND {t}.deleted = 0 AND {access[0]}"
         )
-        return inner[0] + 0.5, (sql, [*inner[1][1], *pid_args, *type_args, *access[1]])
+        literal = sql, [*inner[1][1], *pid_args, *type_args, *access[1]]
+        if not chain.canonical_types:
+            return inner[0] + 0.5, literal
+        canonical = self._canonical_chain_set(chain, types, inner[1])
+        return inner[0] + 0.5, (f"{literal[0]} UNION ALL {canonical[0]}", [*literal[1], *canonical[1]])
+
+    def _canonical_chain_set(self, chain: ChainClause, types: Sequence[str], targets: Sql) -> Sql:
+        """The resources naming one of `targets` (SELECT res ...) by a canonical in `chain.param`:
+        from each live target's url entries to the canonicals with that url (ix_ref_url)."""
+        t, u, f = self.alias("t"), self.alias("u"), self.alias("f")
+        where = _all_of(
+            [
+                (f"{t}.res = {t}_in.res AND {t}.deleted = 0 AND {u}.res = {t}.res", []),
+                _in(f"{u}.pid", _pids(chain.canonical_types, "url")),
+                _in(f"{f}.pid", _pids(types, chain.param)),
+                (f"{f}.url = {u}.value", []),
+                _canonical_entry(f),
+                self.access_sql(t),
+            ]
+        )
+        sql = (  # the targets in FROM, so they stream (as in _chain_set)
+            f"SELECT {f}.res FROM ({targets[0]}) {t}_in CROSS JOIN resource {t} CROSS JOIN ix_uri {u}"
+            f" CROSS JOIN ix_ref {f} WHERE {where[0]}"
+        )
+        return sql, [*targets[1], *where[1]]
 
     def _has_set(self, has: HasClause) -> tuple[float, Sql] | None:
         inner = self.driving_set(has.inner, (has.source_type,))
@@ -748,7 +837,30 @@ class _Builder:
             f" WHERE +{s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
         )
         args = [*inner[1][1], pid(has.source_type, has.param), has.source_type, *access[1]]
-        return inner[0] + 0.5, (sql, args)
+        if not has.canonical_types:
+            return inner[0] + 0.5, (sql, args)
+        canonical = self._canonical_has_set(has, inner[1])
+        return inner[0] + 0.5, (f"{sql} UNION ALL {canonical[0]}", [*args, *canonical[1]])
+
+    def _canonical_has_set(self, has: HasClause, sources: Sql) -> Sql:
+        """The resources of `has.canonical_types` whose `url` one of `sources` (SELECT res ...)
+        names by a canonical in `has.param`."""
+        s, f, u = self.alias("s"), self.alias("f"), self.alias("u")
+        where = _all_of(
+            [
+                (f"{s}.res = {s}_in.res AND +{s}.type = ? AND {s}.deleted = 0", [has.source_type]),
+                (f"{f}.res = {s}.res AND {f}.pid = ?", [pid(has.source_type, has.param)]),
+                _canonical_entry(f),
+                _in(f"{u}.pid", _pids(has.canonical_types, "url")),
+                (f"{u}.value = {f}.url", []),
+                self.access_sql(s),
+            ]
+        )
+        sql = (  # the sources in FROM, as in _has_set
+            f"SELECT {u}.res FROM ({sources[0]}) {s}_in CROSS JOIN resource {s} CROSS JOIN ix_ref {f}"
+            f" CROSS JOIN ix_uri {u} WHERE {where[0]}"
+        )
+        return sql, [*sources[1], *where[1]]
 
     # -- access ----------------------------------------------------------------------------------
 
@@ -1585,6 +1697,20 @@ def _include_sql(builder: _Builder, include: Include, sources: list[int]) -> Sql
         "SELECT DISTINCT t.res FROM ix_ref f CROSS JOIN resource s ON s.res = f.res"
         f" CROSS JOIN resource t ON t.type = f.target_type AND t.id = f.target_id WHERE {where}"
     )
+    for params, urls in _canonical_groups(include.canonical):
+        canonical = _all_of(
+            [
+                _in("f.res", sources),
+                _in("f.pid", params),
+                _canonical_entry("f"),
+                _in("u.pid", urls),
+                ("u.value = f.url AND t.res = u.res AND t.deleted = 0", []),
+                builder.access_sql("t"),
+            ]
+        )
+        tables = "ix_ref f CROSS JOIN ix_uri u CROSS JOIN resource t"  # from the sources' canonicals
+        sql += f" UNION SELECT t.res FROM {tables} WHERE {canonical[0]}"
+        args += canonical[1]
     return sql, args
 
 
@@ -1604,4 +1730,19 @@ def _revinclude_sql(builder: _Builder, include: Include, targets: list[int]) -> 
         "SELECT DISTINCT s.res FROM resource t CROSS JOIN ix_ref f ON f.target_id = t.id"
         f" AND f.target_type = t.type CROSS JOIN resource s ON s.res = f.res WHERE {where}"
     )
+    for params, urls in _canonical_groups(include.canonical):
+        canonical = _all_of(
+            [
+                _in("u.res", targets),
+                _in("u.pid", urls),
+                _in("f.pid", params),
+                ("f.url = u.value", []),
+                _canonical_entry("f"),
+                ("s.res = f.res", []),
+                builder.access_sql("s"),
+            ]
+        )
+        tables = "ix_uri u CROSS JOIN ix_ref f CROSS JOIN resource s"  # from the targets' urls
+        sql += f" UNION SELECT s.res FROM {tables} WHERE {canonical[0]}"
+        args += canonical[1]
     return sql, args

@@ -216,3 +216,59 @@ def test_a_walk_in_a_parameters_order_reads_its_index_and_sorts_nothing(
     for sql in walks:
         plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
         assert not [step for step in plan if "TEMP B-TREE" in step], plan
+
+
+def _url_steps(plan: list[str]) -> list[str]:
+    """Steps that meet a canonical: a url's reference entries (ix_ref_url) or `url` entries (ix_uri_value)."""
+    return [step for step in plan if "ix_ref_url" in step or "ix_uri_value" in step]
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "query"),
+    [
+        ("QuestionnaireResponse", "questionnaire.status=active"),
+        ("QuestionnaireResponse", "status=completed&questionnaire:Questionnaire.title=phq"),
+        ("CarePlan", "instantiates-canonical:PlanDefinition.definition:Questionnaire.title=phq"),
+        ("Questionnaire", "_has:QuestionnaireResponse:questionnaire:status=completed"),
+        ("Questionnaire", "status=active&_has:QuestionnaireResponse:questionnaire:status=completed"),
+    ],
+)
+@pytest.mark.parametrize("walked", [False, True])
+def test_chains_and_has_through_canonicals_follow_the_url_indexes(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, resource_type: str, query: str, walked: bool
+) -> None:
+    """A canonical is met through the url indexes, from its reference entry to the target's `url`
+    entry or back, whether the chain or `_has` drives the page or each resource walked is probed:
+    no step reads a whole table."""
+    if walked:
+        monkeypatch.setattr(sqlite_index, "FEW", 0)
+        monkeypatch.setattr(sqlite_index, "WALK_FROM", 0)
+    params = [(p.split("=", 1)[0], p.split("=", 1)[1]) for p in query.split("&")]
+    plan = sqlite_index.explain(conn, parse_search(resource_type, params).query)
+    assert _url_steps(plan), plan
+    assert not [step for step in plan if step.startswith("SCAN") and "subquery" not in step], plan
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "param", "value"),
+    [
+        ("QuestionnaireResponse", "_include", "QuestionnaireResponse:questionnaire"),
+        ("QuestionnaireResponse", "_include", "*"),
+        ("Questionnaire", "_revinclude", "QuestionnaireResponse:questionnaire"),
+        ("Questionnaire", "_revinclude", "*"),
+    ],
+)
+def test_includes_of_canonicals_follow_the_url_indexes(
+    conn: sqlite3.Connection, resource_type: str, param: str, value: str
+) -> None:
+    """An include reads the page's canonicals and their targets' `url` entries by index (and a
+    revinclude the other way round), never a whole table."""
+    query = parse_search(resource_type, [(param, value)]).query
+    builder = sqlite_index._Builder(None)
+    if query.includes:
+        sql, args = sqlite_index._include_sql(builder, query.includes[0], [1, 2])
+    else:
+        sql, args = sqlite_index._revinclude_sql(builder, query.revincludes[0], [1, 2])
+    plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+    assert _url_steps(plan), plan
+    assert not [step for step in plan if step.startswith("SCAN")], plan
