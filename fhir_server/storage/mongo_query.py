@@ -25,6 +25,7 @@ from typing import Any
 from fhir_server.indexing.normalize import search_words
 from fhir_server.search.query import (
     AccessFilter,
+    CanonicalParam,
     ChainClause,
     Clause,
     CompositeValue,
@@ -61,16 +62,25 @@ class PatientsMeeting:
 
 
 @dataclass(frozen=True, slots=True)
+class CanonicalUrls:
+    """The urls through which a chain or `_has` meets canonicals (search.html#reference). Chain:
+    the `url` values of its live targets of `crit.canonical_types` satisfying `crit.inner`. Has:
+    the canonicals in `crit.param` of its live sources satisfying `crit.inner`."""
+
+    crit: ChainClause | HasClause
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """A set of resource keys ("Type/id") that translation needs from the database first.
 
     Chain: the live targets of `crit.target_types` satisfying `crit.inner`. Has: the resources that
     live `crit.source_type` resources satisfying `crit.inner` refer to through `crit.param`.
     Either way narrowed by `access`, which is part of the key because access rules are translated
-    without it. PatientsMeeting: those patients (access is None).
+    without it. PatientsMeeting: those patients (access is None). CanonicalUrls: urls, not keys.
     """
 
-    crit: ChainClause | HasClause | PatientsMeeting
+    crit: ChainClause | HasClause | PatientsMeeting | CanonicalUrls
     access: AccessFilter | None
 
 
@@ -132,9 +142,10 @@ def negation(part: Doc) -> Doc:
 
 def criterion_filter(crit: Criterion, access: AccessFilter | None, resolved: Resolved) -> Doc:
     if isinstance(crit, ChainClause):
-        return chain_filter(crit, _answer(Lookup(crit, access), resolved))
+        return chain_filter(crit, _answer(Lookup(crit, access), resolved), _urls(crit, access, resolved))
     if isinstance(crit, HasClause):
-        return has_filter(_answer(Lookup(crit, access), resolved))
+        urls = _urls(crit, access, resolved)
+        return has_filter(_answer(Lookup(crit, access), resolved), crit.canonical_types, urls)
     if crit.kind in ("id", "lastUpdated", "text", "content"):
         return column_filter(crit)
     return clause_filter(crit)
@@ -144,6 +155,12 @@ def _answer(lookup: Lookup, resolved: Resolved) -> Sequence[str]:
     if lookup not in resolved:
         raise Unresolved(lookup)
     return resolved[lookup]
+
+
+def _urls(crit: ChainClause | HasClause, access: AccessFilter | None, resolved: Resolved) -> Sequence[str]:
+    """The urls a chain or `_has` meets canonicals through; none asked for when its parameter
+    holds literal references only."""
+    return _answer(Lookup(CanonicalUrls(crit), access), resolved) if crit.canonical_types else ()
 
 
 def clause_filter(clause: Clause) -> Doc:
@@ -393,9 +410,27 @@ def last_updated_filter(value: DateValue) -> Doc:
 # -- chains and _has -------------------------------------------------------------------------------
 
 
-def chain_filter(chain: ChainClause, targets: Sequence[str]) -> Doc:
-    """`chain.param` refers to one of `targets` ("Type/id", already narrowed and live)."""
-    return references_to(chain.param, targets)
+def chain_filter(chain: ChainClause, targets: Sequence[str], urls: Sequence[str] = ()) -> Doc:
+    """`chain.param` refers to one of `targets` ("Type/id", already narrowed and live), or names
+    by canonical one of `urls` (those of its live, narrowed targets of `chain.canonical_types`)."""
+    return any_of([references_to(chain.param, targets), canonicals_to(chain.param, urls)])
+
+
+def canonicals_to(param: str, urls: Sequence[str]) -> Doc:
+    """An entry of `param` is a canonical (a url alone, mongo_docs: no `rt`, no `ri`) with one of
+    `urls`; a versioned `url|1.2`, also indexed as `url`, is met through the plain one."""
+    if not urls:
+        return FALSE
+    named = urls[0] if len(urls) == 1 else {"$in": list(urls)}
+    return elem_match({"p": param}, {"rt": None, "ri": None, "u": named})
+
+
+def with_url(types: Sequence[str], urls: Sequence[str]) -> Doc:
+    """Resources of `types` whose `url` parameter is one of `urls`: what canonicals name."""
+    if not types or not urls:
+        return FALSE
+    named = urls[0] if len(urls) == 1 else {"$in": list(urls)}
+    return all_of([{"type": {"$in": list(types)}}, elem_match({"p": "url"}, {"v": named})])
 
 
 def references_to(param: str | None, targets: Sequence[str]) -> Doc:
@@ -410,11 +445,15 @@ def references_to(param: str | None, targets: Sequence[str]) -> Doc:
     return elem_match({"p": param} if param is not None else {}, refs[0] if len(refs) == 1 else {"$or": refs})
 
 
-def has_filter(referenced: Sequence[str]) -> Doc:
-    """The resource is one of those the `_has` sources refer to."""
+def has_filter(
+    referenced: Sequence[str], canonical_types: Sequence[str] = (), urls: Sequence[str] = ()
+) -> Doc:
+    """The resource is one of those the `_has` sources refer to, or one of `canonical_types`
+    with a `url` they name by canonical."""
+    named = with_url(canonical_types, urls)
     if not referenced:
-        return FALSE
-    return {"_id": {"$in": sorted(set(referenced))}}
+        return named
+    return any_of([{"_id": {"$in": sorted(set(referenced))}}, named])
 
 
 def chain_lookup_filter(lookup: Lookup, resolved: Resolved) -> Doc:
@@ -423,7 +462,11 @@ def chain_lookup_filter(lookup: Lookup, resolved: Resolved) -> Doc:
     crit = lookup.crit
     if isinstance(crit, PatientsMeeting):
         return all_of([live_of(("Patient",)), *(criterion_filter(c, None, resolved) for c in crit.criteria)])
-    types = crit.target_types if isinstance(crit, ChainClause) else (crit.source_type,)
+    if isinstance(crit, CanonicalUrls):  # a chain's targets that canonicals may name; a `_has`'s sources
+        crit = crit.crit
+        types = crit.canonical_types if isinstance(crit, ChainClause) else (crit.source_type,)
+    else:
+        types = crit.target_types if isinstance(crit, ChainClause) else (crit.source_type,)
     return all_of(
         [
             live_of(types),
@@ -441,6 +484,25 @@ def has_source_pipeline(lookup: Lookup, resolved: Resolved) -> list[Doc]:
         {"$unwind": "$ix"},
         {"$match": {"ix.p": lookup.crit.param, "ix.ri": {"$ne": None}, "ix.rt": {"$ne": None}}},
         {"$group": {"_id": {"rt": "$ix.rt", "ri": "$ix.ri"}}},
+    ]
+
+
+def canonical_urls_pipeline(lookup: Lookup, resolved: Resolved) -> list[Doc]:
+    """The distinct urls of a CanonicalUrls lookup: a chain's targets' `url` values, or the
+    canonicals in a `_has`'s sources' parameter."""
+    assert isinstance(lookup.crit, CanonicalUrls)
+    crit = lookup.crit.crit
+    if isinstance(crit, ChainClause):
+        entries: Doc = {"ix.p": "url", "ix.k": "u"}
+        value = "$ix.v"
+    else:
+        entries = {"ix.p": crit.param, "ix.rt": None, "ix.ri": None, "ix.u": {"$ne": None}}
+        value = "$ix.u"
+    return [
+        {"$match": chain_lookup_filter(lookup, resolved)},
+        {"$unwind": "$ix"},
+        {"$match": entries},
+        {"$group": {"_id": value}},
     ]
 
 
@@ -466,18 +528,70 @@ def include_pipeline(include: Include, sources: Sequence[str]) -> list[Doc]:
     ]
 
 
+def canonical_include_pipeline(include: Include, sources: Sequence[str]) -> list[Doc]:
+    """The distinct (type, parameter, url) of the canonicals in the `sources`' parameters of
+    `include.canonical` (to be resolved by `named_by_canonicals`)."""
+    source_types = sorted({c.source_type for c in include.canonical})
+    params = sorted({c.param for c in include.canonical})
+    return [
+        {"$match": {"_id": {"$in": list(sources)}, "type": {"$in": source_types}}},
+        {"$unwind": "$ix"},
+        {"$match": {"ix.p": {"$in": params}, "ix.rt": None, "ix.ri": None, "ix.u": {"$ne": None}}},
+        {"$group": {"_id": {"t": "$type", "p": "$ix.p", "u": "$ix.u"}}},
+    ]
+
+
+def named_by_canonicals(params: Sequence[CanonicalParam], found: Sequence[tuple[str, str, str]]) -> Doc:
+    """Resources that the canonicals `found` ((source type, parameter, url)) name: those of their
+    parameter's target types (`params`) whose `url` is theirs."""
+    targets = {(c.source_type, c.param): c.target_types for c in params}
+    urls: dict[tuple[str, ...], set[str]] = {}
+    for source_type, param, url in found:
+        types = targets.get((source_type, param))
+        if types:
+            urls.setdefault(types, set()).add(url)
+    return any_of([with_url(types, sorted(named)) for types, named in sorted(urls.items())])
+
+
+def target_urls_pipeline(include: Include, targets: Sequence[str]) -> list[Doc]:
+    """The distinct (type, url) of the `targets` that the canonicals of `include.canonical` may name."""
+    types = sorted({t for c in include.canonical for t in c.target_types})
+    return [
+        {"$match": {"_id": {"$in": list(targets)}, "type": {"$in": types}}},
+        {"$unwind": "$ix"},
+        {"$match": {"ix.p": "url", "ix.k": "u"}},
+        {"$group": {"_id": {"t": "$type", "v": "$ix.v"}}},
+    ]
+
+
+def naming_canonicals(params: Sequence[CanonicalParam], urls: Sequence[tuple[str, str]]) -> Doc:
+    """Resources whose parameter of `params` names by canonical one of `urls` ((type, url)) of a
+    type that parameter's canonicals may name."""
+    parts = []
+    for c in params:
+        named = sorted({url for t, url in urls if t in c.target_types})
+        if named:
+            parts.append(all_of([{"type": c.source_type}, canonicals_to(c.param, named)]))
+    return any_of(parts)
+
+
 def revinclude_filter(
-    include: Include, targets: Sequence[str], access: AccessFilter | None, resolved: Resolved
+    include: Include,
+    targets: Sequence[str],
+    access: AccessFilter | None,
+    resolved: Resolved,
+    urls: Sequence[tuple[str, str]] = (),
 ) -> Doc:
     """Live resources of `include.source_type` whose `include.param` (any reference for `*`) refers
-    to one of `targets` (those of `include.target_type` only, when given), within access."""
+    to one of `targets` (those of `include.target_type` only, when given), or names by canonical
+    one of the targets' `urls` ((type, url): target_urls_pipeline), within access."""
     if include.target_type is not None:
         targets = [t for t in targets if t.startswith(include.target_type + "/")]
     param = include.param if include.source_type is not None else None
     return all_of(
         [
             live_of((include.source_type,) if include.source_type else ()),
-            references_to(param, targets),
+            any_of([references_to(param, targets), naming_canonicals(include.canonical, urls)]),
             access_filter(access, resolved),
         ]
     )

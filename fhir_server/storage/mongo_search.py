@@ -70,13 +70,21 @@ async def _lookup(store: MongoStore, lookup: mq.Lookup, resolved: dict[mq.Lookup
     if isinstance(lookup.crit, HasClause):
         pipeline = await _translated(store, resolved, lambda: mq.has_source_pipeline(lookup, resolved))
         return await _distinct_refs(store, pipeline)
+    if isinstance(lookup.crit, mq.CanonicalUrls):
+        pipeline = await _translated(store, resolved, lambda: mq.canonical_urls_pipeline(lookup, resolved))
+        return sorted(d["_id"] for d in await _aggregated(store, pipeline))
     where = await _translated(store, resolved, lambda: mq.chain_lookup_filter(lookup, resolved))
     return [d["_id"] for d in await store.resources.find(where, {"_id": 1}).to_list()]
 
 
 async def _distinct_refs(store: MongoStore, pipeline: list[Doc]) -> list[str]:
+    return sorted(f"{d['_id']['rt']}/{d['_id']['ri']}" for d in await _aggregated(store, pipeline))
+
+
+async def _aggregated(store: MongoStore, pipeline: list[Doc]) -> list[Doc]:
     cursor = await store.resources.aggregate(pipeline)
-    return sorted(f"{d['_id']['rt']}/{d['_id']['ri']}" for d in await cursor.to_list())
+    found: list[Doc] = await cursor.to_list()
+    return found
 
 
 # -- one page, and the total -----------------------------------------------------------------------
@@ -164,11 +172,22 @@ async def _include_step(
     resolved: dict[mq.Lookup, list[str]],
 ) -> list[Doc]:
     targets = await _distinct_refs(store, mq.include_pipeline(include, sources))
-    if not targets:
+    found = [
+        (d["_id"]["t"], d["_id"]["p"], d["_id"]["u"]) for d in await _canonicals_in(store, include, sources)
+    ]
+    named = mq.named_by_canonicals(include.canonical, found)
+    if not targets and named == mq.FALSE:
         return []
     access = await _translated(store, resolved, lambda: mq.access_filter(query.access, resolved))
-    where = mq.all_of([{"_id": {"$in": targets}}, mq.live_of(()), access])
-    return await _found(store, where)
+    refs = mq.any_of([{"_id": {"$in": targets}} if targets else mq.FALSE, named])
+    return await _found(store, mq.all_of([refs, mq.live_of(()), access]))
+
+
+async def _canonicals_in(store: MongoStore, include: Include, sources: list[str]) -> list[Doc]:
+    """The canonicals in the sources' parameters that may hold them (none asked for otherwise)."""
+    if not include.canonical:
+        return []
+    return await _aggregated(store, mq.canonical_include_pipeline(include, sources))
 
 
 async def _revinclude_step(
@@ -178,8 +197,13 @@ async def _revinclude_step(
     targets: list[str],
     resolved: dict[mq.Lookup, list[str]],
 ) -> list[Doc]:
+    urls: list[tuple[str, str]] = []
+    if include.canonical:  # the targets' urls, which canonicals name them by
+        found = await _aggregated(store, mq.target_urls_pipeline(include, targets))
+        urls = sorted((d["_id"]["t"], d["_id"]["v"]) for d in found)
+
     def build() -> Doc:
-        return mq.revinclude_filter(include, targets, query.access, resolved)
+        return mq.revinclude_filter(include, targets, query.access, resolved, urls)
 
     return await _found(store, await _translated(store, resolved, build))
 

@@ -17,6 +17,7 @@ from fhir_server.indexing.entries import (
 )
 from fhir_server.search.query import (
     AccessFilter,
+    CanonicalParam,
     ChainClause,
     Clause,
     CompositeValue,
@@ -328,6 +329,64 @@ def test_has_looks_up_the_sources_references_then_matches_those_keys() -> None:
     ]
     assert mq.criterion_filter(HAS, None, {lookup: ["Patient/b", "Patient/a"]}) == {
         "_id": {"$in": ["Patient/a", "Patient/b"]}
+    }
+
+
+QUESTIONNAIRE = "http://example.org/Questionnaire/phq9"
+ACTIVE = clause("status", "token", TokenValue(None, "active"))
+CANONICAL_CHAIN = ChainClause("questionnaire", ("Questionnaire",), ACTIVE, ("Questionnaire",))
+
+
+def test_a_chain_through_a_canonical_also_asks_for_its_targets_urls() -> None:
+    """The targets' `url` values, which canonicals name them by; a literal chain never asks."""
+    keys = mq.Lookup(CANONICAL_CHAIN, None)
+    with pytest.raises(mq.Unresolved) as asked:
+        mq.criterion_filter(CANONICAL_CHAIN, None, {keys: ["Questionnaire/q1"]})
+    urls = mq.Lookup(mq.CanonicalUrls(CANONICAL_CHAIN), None)
+    assert asked.value.lookup == urls
+    assert mq.canonical_urls_pipeline(urls, {}) == [
+        {"$match": {"$and": [{"type": "Questionnaire", "deleted": False}, em("status", c="active")]}},
+        {"$unwind": "$ix"},
+        {"$match": {"ix.p": "url", "ix.k": "u"}},
+        {"$group": {"_id": "$ix.v"}},
+    ]
+    found = mq.criterion_filter(CANONICAL_CHAIN, None, {keys: ["Questionnaire/q1"], urls: [QUESTIONNAIRE]})
+    assert found == {
+        "$or": [
+            em("questionnaire", rt="Questionnaire", ri="q1"),
+            em("questionnaire", rt=None, ri=None, u=QUESTIONNAIRE),
+        ]
+    }
+
+
+def test_has_through_a_canonical_also_matches_the_url_its_sources_name() -> None:
+    has = HasClause("QuestionnaireResponse", "questionnaire", ACTIVE, ("Questionnaire",))
+    resolved = {mq.Lookup(has, None): [], mq.Lookup(mq.CanonicalUrls(has), None): [QUESTIONNAIRE]}
+    assert mq.criterion_filter(has, None, resolved) == {
+        "$and": [{"type": {"$in": ["Questionnaire"]}}, em("url", v=QUESTIONNAIRE)]
+    }
+
+
+def test_canonical_includes_resolve_through_the_parameters_target_types() -> None:
+    """A canonical found in a source names the resources of its parameter's target types with that
+    `url`; a revinclude matches the sources whose canonical is one of the targets' urls."""
+    param = CanonicalParam("QuestionnaireResponse", "questionnaire", ("Questionnaire",))
+    found = [("QuestionnaireResponse", "questionnaire", QUESTIONNAIRE), ("Observation", "subject", "urn:x")]
+    assert mq.named_by_canonicals([param], found) == {
+        "$and": [{"type": {"$in": ["Questionnaire"]}}, em("url", v=QUESTIONNAIRE)]
+    }
+    include = Include("QuestionnaireResponse", "questionnaire", canonical=(param,))
+    urls = [("Questionnaire", QUESTIONNAIRE), ("ValueSet", "http://example.org/vs")]
+    assert mq.revinclude_filter(include, [], None, {}, urls) == {
+        "$and": [
+            {"type": "QuestionnaireResponse", "deleted": False},
+            {
+                "$and": [
+                    {"type": "QuestionnaireResponse"},
+                    em("questionnaire", rt=None, ri=None, u=QUESTIONNAIRE),
+                ]
+            },
+        ]
     }
 
 
