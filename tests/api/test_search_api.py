@@ -138,6 +138,31 @@ async def test_revinclude_and_chain(app_client: httpx.AsyncClient) -> None:
     assert [e["resource"]["id"] for e in chained["entry"]] == ["o3"]
 
 
+async def test_canonical_questionnaire_is_included_revincluded_and_chained(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """QuestionnaireResponse.questionnaire is a canonical: it names the Questionnaire with that
+    `url` in `_include`, `_revinclude` and chains (search.html#reference)."""
+    url = "http://example.org/Questionnaire/phq9"
+    await put(app_client, {"resourceType": "Questionnaire", "id": "q1", "url": url, "status": "active"})
+    await put(
+        app_client,
+        {"resourceType": "QuestionnaireResponse", "id": "r1", "status": "completed", "questionnaire": url},
+    )
+
+    async def entries(resource_type: str, **params: str) -> list[tuple[str, str]]:
+        response = await app_client.get(resource_type, params=params)
+        assert response.status_code == 200, response.text
+        return [(e["resource"]["id"], e["search"]["mode"]) for e in response.json().get("entry", [])]
+
+    included = await entries("QuestionnaireResponse", _include="QuestionnaireResponse:questionnaire")
+    assert included == [("r1", "match"), ("q1", "include")]
+    revincluded = await entries("Questionnaire", _revinclude="QuestionnaireResponse:questionnaire")
+    assert revincluded == [("q1", "match"), ("r1", "include")]
+    assert await entries("QuestionnaireResponse", **{"questionnaire.status": "active"}) == [("r1", "match")]
+    assert await entries("QuestionnaireResponse", **{"questionnaire.status": "retired"}) == []
+
+
 async def test_conditional_create_finds_the_existing_match(app_client: httpx.AsyncClient) -> None:
     await seed(app_client)
     response = await app_client.post(
