@@ -1604,7 +1604,8 @@ def _total(
     if query.count > 0 and not has_next and (found or query.offset == 0):
         return query.offset + found  # the last page tells the total without counting
     if not query.criteria and query.compartment is None and query.access is None:
-        return _live(conn, query.resource_types)  # every resource of the types: counted at write time
+        live = _live(conn, query.resource_types)  # every resource of the types: counted at write time
+        return None if query.total == "bounded" and live > query.total_cap else live
     if plan.known_total is not None:
         bounded = query.total == "bounded" and plan.known_total > query.total_cap
         return None if bounded else plan.known_total

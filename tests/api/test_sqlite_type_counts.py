@@ -40,8 +40,9 @@ async def test_counts_follow_every_kind_of_write(tmp_path: Path) -> None:
         written = await store.write([plan_put(patient(f"p{i}"), f"p{i}", 0, NOW) for i in range(5)])
         obs = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}
         await store.write([plan_put(obs, "o1", 0, NOW)])
-        # beyond the default cap of a total nobody asked for, the count is still given: it is free
-        assert await totals(store, "Patient?_count=1", total_cap=2) == 5
+        assert await totals(store, "Patient?_count=1&_total=accurate", total_cap=2) == 5
+        assert await totals(store, "Patient?_count=1", total_cap=2) is None  # unasked: as for any search
+        assert await totals(store, "Patient?_count=1", total_cap=5) == 5
         assert await totals(store, "Patient?_summary=count") == 5
         assert await totals(store, "?_summary=count") == 6
         assert await totals(store, "?_type=Patient,Observation&_count=1") == 6
