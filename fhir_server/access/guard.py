@@ -108,7 +108,9 @@ async def require_searchable(ctx: Any, resource_type: str, id: str) -> None:
 
 
 async def require_version_readable(ctx: Any, stored: StoredResource) -> None:
-    """A vread judges the version asked for, by its own content (labels may have changed since)."""
+    """A vread judges the version asked for by its own content (labels may have changed since) and
+    by the resource as it is now: a patient who relabels an item out of a carer's grant hides its
+    earlier versions too, and a clinician loses a patient's history with the patient."""
     access = access_of(ctx)
     if access is None:
         return
@@ -117,8 +119,18 @@ async def require_version_readable(ctx: Any, stored: StoredResource) -> None:
         if stored.deleted
         else await version_in_reach(ctx.store, access.filter("r"), stored)
     )
-    if not visible:
+    if not visible or not await _now_in_reach(ctx.store, access, stored.resource_type, stored.id):
         raise NotFound(f"{stored.resource_type}/{stored.id} has no version {stored.version_id}")
+
+
+async def _now_in_reach(store: Store, access: AccessContext, resource_type: str, id: str) -> bool:
+    """Whether the resource as it is now (a deletion: what it deleted) is within reach."""
+    current = await store.read(resource_type, id)
+    if current is None:
+        return False
+    if current.deleted:
+        return await _deleted_in_reach(store, access, current)
+    return await in_reach(store, access.filter("r"), resource_type, id)
 
 
 async def _deleted_in_reach(store: Store, access: AccessContext, tombstone: StoredResource) -> bool:
@@ -223,12 +235,15 @@ def history_types(ctx: Any, resource_type: str | None) -> frozenset[str] | None:
 
 
 async def instance_history(ctx: Any, query: HistoryQuery) -> HistoryPage | None:
-    """Instance history of a restricted caller: every version judged by its own content, then paged
-    here (an instance has few versions), so `total` counts only what the caller may see."""
+    """Instance history of a restricted caller: none unless the resource as it is now is within
+    reach (as for a vread), then every version judged by its own content and paged here (an
+    instance has few versions), so `total` counts only what the caller may see."""
     access = access_of(ctx)
     if access is None:
         return None
     assert query.resource_type is not None and query.id is not None
+    if not await _now_in_reach(ctx.store, access, query.resource_type, query.id):
+        raise _not_known(query.resource_type, query.id)
     everything = await ctx.store.history(replace(query, count=MAX_INSTANCE_VERSIONS, offset=0))
     rules = access.filter("r")
     visible = await _visible_versions(ctx.store, rules, everything.entries)
