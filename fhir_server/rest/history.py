@@ -37,10 +37,13 @@ async def history(
     guard.require_scope(ctx, "history", resource_type)
     if id is not None:
         require_id(id)
+    # The parameters before the id: a bad one is a 400 whether or not the id exists, or a 400 after
+    # a 404-or-not would tell anyone which ids exist, whoever's they are.
+    query = _parse(resource_type, id, params, strict=ctx.strict)
+    if id is not None:
         assert resource_type is not None
         if await ctx.store.read(resource_type, id) is None:
             raise NotFound(f"{resource_type}/{id} is not known")
-    query = _parse(resource_type, id, params, strict=ctx.strict)
     if id is None:
         query = replace(query, type_filter=guard.history_types(ctx, resource_type))
     # A restricted caller's instance history is judged version by version (None: unrestricted).

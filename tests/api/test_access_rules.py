@@ -411,6 +411,34 @@ async def test_history_hides_versions_out_of_reach(client: httpx.AsyncClient) ->
     assert (await client.get("Observation/o1l/_history/2", headers=auth("carer"))).status_code == 200
 
 
+async def test_relabelling_out_of_a_grant_hides_the_earlier_versions_too(client: httpx.AsyncClient) -> None:
+    """The patient moves o1v from GENERAL to MENTAL, out of the carer's grant: version 1 still
+    carries GENERAL, but what the patient chose now decides; its history is as unknown as o3v's."""
+    assert (await client.get("Observation/o1v/_history/1", headers=auth("carer"))).status_code == 200
+    await client.put(
+        "Observation/o1v", json=obs("o1v", "p1", "vital-signs", "MENTAL_HEALTH"), headers=auth("system")
+    )
+    for path in ("Observation/o1v", "Observation/o1v/_history/1", "Observation/o1v/_history"):
+        assert (await client.get(path, headers=auth("carer"))).status_code == 404, path
+    assert (await client.get("Observation/o1v/_history/1", headers=auth("p1"))).status_code == 200
+
+
+async def test_a_clinician_loses_the_history_of_a_patient_who_moves_away(client: httpx.AsyncClient) -> None:
+    assert (await client.get("Patient/p2/_history/1", headers=auth("clinician"))).status_code == 200
+    await client.put("Patient/p2", json=patient("p2", "other"), headers=auth("system"))
+    for path in ("Patient/p2", "Patient/p2/_history/1", "Patient/p2/_history"):
+        assert (await client.get(path, headers=auth("clinician"))).status_code == 404, path
+
+
+async def test_instance_history_answers_alike_for_hidden_and_unknown_ids(client: httpx.AsyncClient) -> None:
+    """A bad parameter was a 400 for an existing id (another patient's) and a 404 for an unknown one."""
+    for query in ("_count=x", "foo=1", "_since=yesterday"):
+        hidden = await client.get(f"Observation/o2v/_history?{query}", headers=auth("p1"))
+        unknown = await client.get(f"Observation/nobody/_history?{query}", headers=auth("p1"))
+        assert hidden.status_code == unknown.status_code == 400, query
+        assert hidden.json()["issue"][0]["diagnostics"] == unknown.json()["issue"][0]["diagnostics"]
+
+
 # -- granular scopes ---------------------------------------------------------------------------------
 
 
