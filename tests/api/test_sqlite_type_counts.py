@@ -1,7 +1,8 @@
-"""The embedded store counts each type's live resources at write time (triggers on `resource`), so a
-search with no criteria gets its total without counting a million rows. The counts must agree with
-the resources through creates, updates, deletes, re-creation after a delete and a failed transaction,
-and a store made before the counts existed gets them on opening."""
+"""The embedded store counts each type's live resources at write time, so a search with no criteria
+gets its total without counting a million rows. The counts must agree with the resources through
+creates, updates, deletes, re-creation after a delete and a failed transaction; a store made before
+the counts existed gets them on opening; and where code that keeps no count wrote last (an older
+server, after a rollback of a deployment), the store counts instead of trusting them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from fhir_server.errors import VersionConflict
 from fhir_server.rest.writes import plan_delete, plan_put
 from fhir_server.search.parse import parse_search
+from fhir_server.storage import sqlite_index
 from fhir_server.storage.port import StoredResource
 from fhir_server.storage.sqlite import SqliteStore
 
@@ -69,9 +71,7 @@ async def test_a_store_from_before_the_counts_gets_them_on_opening(tmp_path: Pat
     written = await store.write([plan_put(patient(f"p{i}"), f"p{i}", 0, NOW) for i in range(4)])
     await store.write([plan_delete(written[0], NOW)])
     await store.close()
-    conn = sqlite3.connect(db)  # as an older server left it: no table, no triggers, no mark
-    for name in ("type_count_insert", "type_count_update", "type_count_delete"):
-        conn.execute(f"DROP TRIGGER {name}")
+    conn = sqlite3.connect(db)  # as an older server left it: no table, no mark
     conn.execute("DROP TABLE type_count")
     conn.execute("DELETE FROM store_meta WHERE name = 'type-counts'")
     conn.commit()
@@ -82,6 +82,51 @@ async def test_a_store_from_before_the_counts_gets_them_on_opening(tmp_path: Pat
     try:
         assert await totals(store, "Patient?_summary=count") == 3
         await store.write([plan_put(patient("p9"), "p9", 0, NOW)])
+        assert await totals(store, "Patient?_summary=count") == 4
+    finally:
+        await store.close()
+
+
+async def test_counts_left_behind_by_code_that_keeps_none_are_not_trusted(tmp_path: Path) -> None:
+    db = tmp_path / "fhir.sqlite3"
+    store = SqliteStore(db)
+    await store.open()
+    written = await store.write([plan_put(patient(f"p{i}"), f"p{i}", 0, NOW) for i in range(4)])
+    await store.close()
+    # An older server deletes p0 and creates p9: new rows in `resource` and `version`, no count.
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE resource SET deleted = 1, version = 2 WHERE id = 'p0'")
+    conn.execute(
+        "INSERT INTO version (res, type, version, last_updated, deleted, method, body)"
+        " SELECT res, type, 2, last_updated, 1, 'DELETE', NULL FROM resource WHERE id = 'p0'"
+    )
+    conn.execute(
+        "INSERT INTO resource (type, id, version, last_updated, deleted) VALUES ('Patient', 'p9', 1, 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO version (res, type, version, last_updated, deleted, method, body)"
+        " SELECT res, type, 1, 0, 0, 'PUT', '{}' FROM resource WHERE id = 'p9'"
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()  # counted again on opening
+    try:
+        assert store._writer is not None and sqlite_index.type_counts_current(store._writer)
+        assert await totals(store, "Patient?_summary=count") == 4
+        await store.write([plan_delete(written[1], NOW)])
+        assert await totals(store, "Patient?_summary=count") == 3
+    finally:
+        await store.close()
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        conn = store._writer  # the counts as an older server would leave them, with the store open
+        assert conn is not None
+        conn.execute("UPDATE type_count SET live = 99")
+        conn.execute("UPDATE store_meta SET value = -1 WHERE name = 'type-counts'")
+        assert await totals(store, "Patient?_summary=count") == 3
+        await store.write([plan_put(patient("p5"), "p5", 0, NOW)])  # not made current by a write
         assert await totals(store, "Patient?_summary=count") == 4
     finally:
         await store.close()
