@@ -54,7 +54,7 @@ async def criteria_query(ctx: RequestContext, resource_type: str, params: Params
     Always strict: silently ignoring a criterion here could update or delete the wrong resources.
     """
     criteria = criteria_only(params)
-    empty = [k for k, v in criteria if v == ""]
+    empty = [k for k, v in criteria if not v.strip()]  # `name= ` too: blank folds to nothing, matching all
     if empty:  # a search ignores it; a criterion that would decide what to change must say something
         raise BadRequest(f"Conditional criteria may not be empty: '{empty[0]}=' has no value")
     value_sets = await _value_sets(ctx, criteria)

@@ -215,7 +215,7 @@ def _one(state: _State, name: str, value: str, env: Env) -> None:
         return
     if base == "_query":
         raise BadRequest(f"This server has no named queries: '_query={value}' is not one it knows")
-    if value == "":  # search.html: "Empty parameters are not an error - they are just ignored"
+    if not value.strip():  # search.html: "Empty parameters are not an error - they are just ignored"
         state.ignored.append(Ignored(name, value, "an empty value: the parameter is ignored"))
         return
     if base == "_type":

@@ -410,6 +410,11 @@ async def test_conditional_criteria_with_an_empty_value_are_refused(app_client: 
     response = await app_client.put("Patient?family=smith&given=", json=body, headers=FHIR_JSON)
     assert response.status_code == 400 and "given=" in response.text
     assert "active" not in (await app_client.get("Patient/p1")).json()
+    # a blank value folds to nothing and would match every named patient: refused alike
+    assert (await app_client.delete("Patient?name=%20&_id=p1")).status_code == 400
+    assert (await app_client.get("Patient/p1")).status_code == 200
+    searched = (await app_client.get("Patient?name=%20%20&family=jones")).json()
+    assert [e["resource"]["id"] for e in searched["entry"] if e["search"]["mode"] == "match"] == ["p2"]
 
 
 async def test_an_unknown_named_query_is_refused_even_when_lenient(app_client: httpx.AsyncClient) -> None:

@@ -94,6 +94,7 @@ def test_malformed_data_scopes_are_refused(text: str) -> None:
         "_sort=date",
         "code:in=http://example.org/vs",  # a value set: another resource again
         "category=",  # an empty value means no criterion at all
+        "category=%20",  # a blank one too (it folds to nothing and would match every Observation)
     ],
 )
 def test_granular_criteria_are_only_simple_parameters_of_the_type(query: str) -> None:
