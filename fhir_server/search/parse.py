@@ -612,9 +612,10 @@ def _set_include(state: _State, name: str, raw: str) -> None:
     if modifier not in ("", "iterate", "recurse"):
         raise BadRequest(f"'{name}' has an unknown modifier; only :iterate is allowed")
     include = parse_include(raw, iterate=bool(modifier))
-    if base == "_include":
+    # The same include twice adds nothing but its cost again (each is run per page, and iterated).
+    if base == "_include" and include not in state.query.includes:
         state.query = replace(state.query, includes=(*state.query.includes, include))
-    else:
+    elif base == "_revinclude" and include not in state.query.revincludes:
         state.query = replace(state.query, revincludes=(*state.query.revincludes, include))
 
 

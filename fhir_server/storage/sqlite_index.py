@@ -663,6 +663,8 @@ class _Builder:
         return 3, (sql, [*found[1], pid("*", clause.param), *cond[1]])
 
     def _chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
+        if chain.canonical_types:
+            return self._chain_or_canonical_exists(chain, types, r)
         f, t = self.alias("f"), self.alias("t")
         pid_sql, pid_args = _in(f"{f}.pid", _pids(types, chain.param))
         type_sql, type_args = _in(f"+{t}.type", chain.target_types)
@@ -675,31 +677,37 @@ class _Builder:
             f" AND {t}.id = {f}.target_id WHERE {f}.res = {r}.res AND {pid_sql} AND {type_sql}"
             f" AND {t}.deleted = 0 AND {inner[0]} AND {access[0]})"
         )
-        literal = sql, [*pid_args, *type_args, *inner[1], *access[1]]
-        if not chain.canonical_types:
-            return literal
-        return _any_of([literal, self._canonical_chain_exists(chain, types, r)])
+        return sql, [*pid_args, *type_args, *inner[1], *access[1]]
 
-    def _canonical_chain_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
-        """From this resource's canonicals in `chain.param` to the targets with that `url`, each by
-        the (pid, value) index of their url entries (as _chain_exists, never through a whole type)."""
-        f, u, t = self.alias("f"), self.alias("u"), self.alias("t")
+    def _chain_or_canonical_exists(self, chain: ChainClause, types: Sequence[str], r: str) -> Sql:
+        """As _chain_exists, the targets also found from this resource's canonicals in `chain.param`
+        by the (pid, value) index of their url entries. The inner criterion is written once, over
+        both kinds of target: written per kind, a chain of n levels would repeat it 2^n times."""
+        f, ft, fc, u, t = (self.alias(a) for a in ("f", "t", "f", "u", "t"))
+        pids = _pids(types, chain.param)
+        literal = _all_of([(f"{f}.res = {r}.res", []), _in(f"{f}.pid", pids)])
+        canonical = _all_of([(f"{fc}.res = {r}.res", []), _in(f"{fc}.pid", pids), _canonical_entry(fc)])
+        urls = _in(f"{u}.pid", _pids(chain.canonical_types, "url"))
+        targets = (
+            f"SELECT {ft}.res FROM ix_ref {f} CROSS JOIN resource {ft} ON {ft}.type = {f}.target_type"
+            f" AND {ft}.id = {f}.target_id WHERE {literal[0]}"
+            f" UNION ALL SELECT {u}.res FROM ix_uri {u} WHERE {urls[0]} AND {u}.value IN"
+            f" (SELECT {fc}.url FROM ix_ref {fc} WHERE {canonical[0]})"
+        )
         where = _all_of(
             [
-                (f"{f}.res = {r}.res", []),
-                _in(f"{f}.pid", _pids(types, chain.param)),
-                _canonical_entry(f),
-                _in(f"{u}.pid", _pids(chain.canonical_types, "url")),
-                (f"{u}.value = {f}.url AND {t}.res = {u}.res AND {t}.deleted = 0", []),
-                self.exists(chain.inner, chain.canonical_types, t),
+                (f"{t}.res IN ({targets})", [*literal[1], *urls[1], *canonical[1]]),
+                _in(f"+{t}.type", chain.target_types),
+                (f"{t}.deleted = 0", []),
+                self.exists(chain.inner, chain.target_types, t),
                 self.access_sql(t),
             ]
         )
-        tables = f"ix_ref {f} CROSS JOIN ix_uri {u} CROSS JOIN resource {t}"
-        sql = f"EXISTS (SELECT 1 FROM {tables} WHERE {where[0]})"
-        return sql, where[1]
+        return f"EXISTS (SELECT 1 FROM resource {t} WHERE {where[0]})", where[1]
 
     def _has_exists(self, has: HasClause, r: str) -> Sql:
+        if has.canonical_types:
+            return self._has_or_canonical_exists(has, r)
         f, s = self.alias("f"), self.alias("s")
         inner = self.exists(has.inner, (has.source_type,), s)
         access = self.access_sql(s)
@@ -708,28 +716,29 @@ class _Builder:
             f" WHERE {f}.target_id = {r}.id AND {f}.target_type = {r}.type AND {f}.pid = ?"
             f" AND +{s}.type = ? AND {s}.deleted = 0 AND {inner[0]} AND {access[0]})"
         )
-        literal = sql, [pid(has.source_type, has.param), has.source_type, *inner[1], *access[1]]
-        if not has.canonical_types:
-            return literal
-        return _any_of([literal, self._canonical_has_exists(has, r)])
+        return sql, [pid(has.source_type, has.param), has.source_type, *inner[1], *access[1]]
 
-    def _canonical_has_exists(self, has: HasClause, r: str) -> Sql:
-        """From this resource's `url` to the sources naming it as a canonical in `has.param`."""
-        u, f, s = self.alias("u"), self.alias("f"), self.alias("s")
+    def _has_or_canonical_exists(self, has: HasClause, r: str) -> Sql:
+        """As _has_exists, the sources also found by this resource's `url` (a canonical naming it),
+        with the inner criterion written once (see _chain_or_canonical_exists)."""
+        f, fc, u, s = (self.alias(a) for a in ("f", "f", "u", "s"))
+        param = pid(has.source_type, has.param)
+        urls = _in(f"{u}.pid", _pids(has.canonical_types, "url"))
+        canonical = _all_of([(f"{fc}.pid = ?", [param]), _canonical_entry(fc)])
+        sources = (
+            f"SELECT {f}.res FROM ix_ref {f} WHERE {f}.target_id = {r}.id AND {f}.target_type = {r}.type"
+            f" AND {f}.pid = ? UNION ALL SELECT {fc}.res FROM ix_ref {fc} WHERE {canonical[0]}"
+            f" AND {fc}.url IN (SELECT {u}.value FROM ix_uri {u} WHERE {u}.res = {r}.res AND {urls[0]})"
+        )
         where = _all_of(
             [
-                (f"{u}.res = {r}.res", []),
-                _in(f"{u}.pid", _pids(has.canonical_types, "url")),
-                (f"{f}.pid = ? AND {f}.url = {u}.value", [pid(has.source_type, has.param)]),
-                _canonical_entry(f),
-                (f"{s}.res = {f}.res AND +{s}.type = ? AND {s}.deleted = 0", [has.source_type]),
+                (f"{s}.res IN ({sources})", [param, *canonical[1], *urls[1]]),
+                (f"+{s}.type = ? AND {s}.deleted = 0", [has.source_type]),
                 self.exists(has.inner, (has.source_type,), s),
                 self.access_sql(s),
             ]
         )
-        tables = f"ix_uri {u} CROSS JOIN ix_ref {f} CROSS JOIN resource {s}"
-        sql = f"EXISTS (SELECT 1 FROM {tables} WHERE {where[0]})"
-        return sql, where[1]
+        return f"EXISTS (SELECT 1 FROM resource {s} WHERE {where[0]})", where[1]
 
     # -- driving sets (uncorrelated SELECT res ...) ----------------------------------------------
 
@@ -793,36 +802,46 @@ class _Builder:
         access = self.access_sql(t)
         # The inner set as a subquery in FROM, not `IN (...)`: its rows then stream, so sizing the
         # set (LIMIT n) stops early instead of first reading the inner set whole.
+        source = f"{t}_in" if chain.canonical_types else f"({inner[1][0]}) {t}_in"
         sql = (
-            f"SELECT {f}.res FROM ({inner[1][0]}) {t}_in CROSS JOIN resource {t} ON {t}.res = {t}_in.res"
+            f"SELECT {f}.res FROM {source} CROSS JOIN resource {t} ON {t}.res = {t}_in.res"
             f" CROSS JOIN ix_ref {f} ON {f}.target_id = {t}.id AND {f}.target_type = {t}.type AND {pid_sql}"
             f" WHERE {type_sql} AND {t}.deleted = 0 AND {access[0]}"
         )
-        literal = sql, [*inner[1][1], *pid_args, *type_args, *access[1]]
+        literal = sql, [*pid_args, *type_args, *access[1]]
         if not chain.canonical_types:
-            return inner[0] + 0.5, literal
-        canonical = self._canonical_chain_set(chain, types, inner[1])
-        return inner[0] + 0.5, (f"{literal[0]} UNION ALL {canonical[0]}", [*literal[1], *canonical[1]])
+            return inner[0] + 0.5, (sql, [*inner[1][1], *literal[1]])
+        # With canonicals too, the inner set is named once (a WITH) and read by both kinds of
+        # reference: written twice, a chain of n levels would repeat it 2^n times.
+        canonical = self._canonical_chain_set(chain, types, f"{t}_in")
+        union = f"{literal[0]} UNION ALL {canonical[0]}"
+        sql = f"SELECT res FROM (WITH {t}_in(res) AS ({inner[1][0]}) {union})"
+        return inner[0] + 0.5, (sql, [*inner[1][1], *literal[1], *canonical[1]])
 
-    def _canonical_chain_set(self, chain: ChainClause, types: Sequence[str], targets: Sql) -> Sql:
-        """The resources naming one of `targets` (SELECT res ...) by a canonical in `chain.param`:
-        from each live target's url entries to the canonicals with that url (ix_ref_url)."""
+    def _canonical_chain_set(self, chain: ChainClause, types: Sequence[str], targets: str) -> Sql:
+        """The resources naming one of `targets` (a named set of res) by a canonical in
+        `chain.param`: each distinct url of the live targets once, then the canonicals with it
+        (ix_ref_url); a url held by several versions of a target does not repeat them."""
         t, u, f = self.alias("t"), self.alias("u"), self.alias("f")
-        where = _all_of(
+        urls = _all_of(
             [
-                (f"{t}.res = {t}_in.res AND {t}.deleted = 0 AND {u}.res = {t}.res", []),
+                (f"{t}.deleted = 0", []),
                 _in(f"{u}.pid", _pids(chain.canonical_types, "url")),
-                _in(f"{f}.pid", _pids(types, chain.param)),
-                (f"{f}.url = {u}.value", []),
-                _canonical_entry(f),
                 self.access_sql(t),
             ]
         )
-        sql = (  # the targets in FROM, so they stream (as in _chain_set)
-            f"SELECT {f}.res FROM ({targets[0]}) {t}_in CROSS JOIN resource {t} CROSS JOIN ix_uri {u}"
-            f" CROSS JOIN ix_ref {f} WHERE {where[0]}"
+        named = (
+            f"SELECT {u}.value FROM {targets} CROSS JOIN resource {t} ON {t}.res = {targets}.res"
+            f" CROSS JOIN ix_uri {u} ON {u}.res = {t}.res WHERE {urls[0]}"
         )
-        return sql, [*targets[1], *where[1]]
+        where = _all_of(
+            [
+                _in(f"{f}.pid", _pids(types, chain.param)),
+                _canonical_entry(f),
+                (f"{f}.url IN ({named})", urls[1]),
+            ]
+        )
+        return f"SELECT {f}.res FROM ix_ref {f} WHERE {where[0]}", where[1]
 
     def _has_set(self, has: HasClause) -> tuple[float, Sql] | None:
         inner = self.driving_set(has.inner, (has.source_type,))
@@ -830,37 +849,39 @@ class _Builder:
             return None
         s, f, t = self.alias("s"), self.alias("f"), self.alias("t")
         access = self.access_sql(s)
+        source = f"{s}_in" if has.canonical_types else f"({inner[1][0]}) {s}_in"
         sql = (  # the inner set in FROM, as in _chain_set
-            f"SELECT {t}.res FROM ({inner[1][0]}) {s}_in CROSS JOIN resource {s} ON {s}.res = {s}_in.res"
+            f"SELECT {t}.res FROM {source} CROSS JOIN resource {s} ON {s}.res = {s}_in.res"
             f" CROSS JOIN ix_ref {f} ON {f}.res = {s}.res AND {f}.pid = ?"
             f" CROSS JOIN resource {t} ON {t}.type = {f}.target_type AND {t}.id = {f}.target_id"
             f" WHERE +{s}.type = ? AND {s}.deleted = 0 AND {access[0]}"
         )
-        args = [*inner[1][1], pid(has.source_type, has.param), has.source_type, *access[1]]
+        args = [pid(has.source_type, has.param), has.source_type, *access[1]]
         if not has.canonical_types:
-            return inner[0] + 0.5, (sql, args)
-        canonical = self._canonical_has_set(has, inner[1])
-        return inner[0] + 0.5, (f"{sql} UNION ALL {canonical[0]}", [*args, *canonical[1]])
+            return inner[0] + 0.5, (sql, [*inner[1][1], *args])
+        canonical = self._canonical_has_set(has, f"{s}_in")  # the inner set named once, as in _chain_set
+        union = f"{sql} UNION ALL {canonical[0]}"
+        named = f"SELECT res FROM (WITH {s}_in(res) AS ({inner[1][0]}) {union})"
+        return inner[0] + 0.5, (named, [*inner[1][1], *args, *canonical[1]])
 
-    def _canonical_has_set(self, has: HasClause, sources: Sql) -> Sql:
-        """The resources of `has.canonical_types` whose `url` one of `sources` (SELECT res ...)
-        names by a canonical in `has.param`."""
+    def _canonical_has_set(self, has: HasClause, sources: str) -> Sql:
+        """The resources of `has.canonical_types` whose `url` one of `sources` (a named set of res)
+        names by a canonical in `has.param`: each distinct url once (see _canonical_chain_set)."""
         s, f, u = self.alias("s"), self.alias("f"), self.alias("u")
-        where = _all_of(
+        canonicals = _all_of(
             [
-                (f"{s}.res = {s}_in.res AND +{s}.type = ? AND {s}.deleted = 0", [has.source_type]),
-                (f"{f}.res = {s}.res AND {f}.pid = ?", [pid(has.source_type, has.param)]),
+                (f"+{s}.type = ? AND {s}.deleted = 0", [has.source_type]),
                 _canonical_entry(f),
-                _in(f"{u}.pid", _pids(has.canonical_types, "url")),
-                (f"{u}.value = {f}.url", []),
                 self.access_sql(s),
             ]
         )
-        sql = (  # the sources in FROM, as in _has_set
-            f"SELECT {u}.res FROM ({sources[0]}) {s}_in CROSS JOIN resource {s} CROSS JOIN ix_ref {f}"
-            f" CROSS JOIN ix_uri {u} WHERE {where[0]}"
+        named = (
+            f"SELECT {f}.url FROM {sources} CROSS JOIN resource {s} ON {s}.res = {sources}.res"
+            f" CROSS JOIN ix_ref {f} ON {f}.res = {s}.res AND {f}.pid = ? WHERE {canonicals[0]}"
         )
-        return sql, [*sources[1], *where[1]]
+        urls = _in(f"{u}.pid", _pids(has.canonical_types, "url"))
+        sql = f"SELECT {u}.res FROM ix_uri {u} WHERE {urls[0]} AND {u}.value IN ({named})"
+        return sql, [*urls[1], pid(has.source_type, has.param), *canonicals[1]]
 
     # -- access ----------------------------------------------------------------------------------
 
@@ -1715,18 +1736,19 @@ def _include_sql(builder: _Builder, include: Include, sources: list[int]) -> Sql
         f" CROSS JOIN resource t ON t.type = f.target_type AND t.id = f.target_id WHERE {where}"
     )
     for params, urls in _canonical_groups(include.canonical):
+        # the sources' distinct canonicals first, then the targets holding each url (all versions once)
+        named = _all_of([_in("f.res", sources), _in("f.pid", params), _canonical_entry("f")])
         canonical = _all_of(
             [
-                _in("f.res", sources),
-                _in("f.pid", params),
-                _canonical_entry("f"),
                 _in("u.pid", urls),
-                ("u.value = f.url AND t.res = u.res AND t.deleted = 0", []),
+                (f"u.value IN (SELECT f.url FROM ix_ref f WHERE {named[0]})", named[1]),
+                ("t.deleted = 0", []),
                 builder.access_sql("t"),
             ]
         )
-        tables = "ix_ref f CROSS JOIN ix_uri u CROSS JOIN resource t"  # from the sources' canonicals
-        sql += f" UNION SELECT t.res FROM {tables} WHERE {canonical[0]}"
+        sql += (
+            f" UNION SELECT t.res FROM ix_uri u CROSS JOIN resource t ON t.res = u.res WHERE {canonical[0]}"
+        )
         args += canonical[1]
     return sql, args
 
@@ -1748,18 +1770,18 @@ def _revinclude_sql(builder: _Builder, include: Include, targets: list[int]) -> 
         f" AND f.target_type = t.type CROSS JOIN resource s ON s.res = f.res WHERE {where}"
     )
     for params, urls in _canonical_groups(include.canonical):
+        # the targets' distinct urls first, then the canonicals naming each (every version once)
+        named = _all_of([_in("u.res", targets), _in("u.pid", urls)])
         canonical = _all_of(
             [
-                _in("u.res", targets),
-                _in("u.pid", urls),
                 _in("f.pid", params),
-                ("f.url = u.value", []),
                 _canonical_entry("f"),
-                ("s.res = f.res", []),
+                (f"f.url IN (SELECT u.value FROM ix_uri u WHERE {named[0]})", named[1]),
                 builder.access_sql("s"),
             ]
         )
-        tables = "ix_uri u CROSS JOIN ix_ref f CROSS JOIN resource s"  # from the targets' urls
-        sql += f" UNION SELECT s.res FROM {tables} WHERE {canonical[0]}"
+        sql += (
+            f" UNION SELECT s.res FROM ix_ref f CROSS JOIN resource s ON s.res = f.res WHERE {canonical[0]}"
+        )
         args += canonical[1]
     return sql, args

@@ -441,3 +441,16 @@ async def test_type_is_for_searches_across_types(app_client: httpx.AsyncClient) 
     assert response.status_code == 400 and "_type" in response.json()["issue"][0]["diagnostics"]
     across = (await app_client.get("?_type=Patient&_id=p1")).json()
     assert [e["resource"]["id"] for e in across["entry"]] == ["p1"]
+
+
+async def test_deep_chains_through_canonicals_with_many_values_answer(app_client: httpx.AsyncClient) -> None:
+    """Four levels through `depends-on` (canonicals) with 101 values was a 500 (SQLite's parser stack)."""
+    await put(app_client, {"resourceType": "Library", "id": "l1", "status": "active", "type": {"text": "x"}})
+    names = ",".join(f"n{i}" for i in range(101))
+    for query in (
+        f"Library?depends-on.depends-on.depends-on.depends-on.name={names}",
+        f"Library?{'_has:Library:depends-on:' * 4}name={names}",
+        f"CarePlan?instantiates-canonical.depends-on.depends-on.depends-on.name={names}",
+    ):
+        response = await app_client.get(query)
+        assert response.status_code == 200, (query[:60], response.text[:300])

@@ -462,3 +462,10 @@ def test_partial_dates_contain_the_moment(moment: datetime, precision: str, pref
     assert (value.low, value.high) == date_bounds(text)
     if width is not None:
         assert value.high - value.low == width
+
+
+def test_the_same_include_twice_is_one_include() -> None:
+    """Twenty copies of `_revinclude:iterate=*` ran twenty times (10 s on a store of canonicals)."""
+    params = [("_revinclude:iterate", "*")] * 20 + [("_include", "Observation:subject")] * 2
+    query = parse_search("Observation", params).query
+    assert len(query.revincludes) == 1 and len(query.includes) == 1
