@@ -64,11 +64,21 @@ async def test_counts_follow_every_kind_of_write(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_a_store_from_before_the_counts_gets_them_on_opening(tmp_path: Path) -> None:
-    db = tmp_path / "fhir.sqlite3"
+async def four_patients(db: Path) -> list[StoredResource]:
+    """A store at `db` holding Patients p0-p3, closed again."""
     store = SqliteStore(db)
     await store.open()
-    written = await store.write([plan_put(patient(f"p{i}"), f"p{i}", 0, NOW) for i in range(4)])
+    try:
+        return await store.write([plan_put(patient(f"p{i}"), f"p{i}", 0, NOW) for i in range(4)])
+    finally:
+        await store.close()
+
+
+async def test_a_store_from_before_the_counts_gets_them_on_opening(tmp_path: Path) -> None:
+    db = tmp_path / "fhir.sqlite3"
+    written = await four_patients(db)
+    store = SqliteStore(db)
+    await store.open()
     await store.write([plan_delete(written[0], NOW)])
     await store.close()
     conn = sqlite3.connect(db)  # as an older server left it: no table, no mark
@@ -89,10 +99,7 @@ async def test_a_store_from_before_the_counts_gets_them_on_opening(tmp_path: Pat
 
 async def test_counts_left_behind_by_code_that_keeps_none_are_not_trusted(tmp_path: Path) -> None:
     db = tmp_path / "fhir.sqlite3"
-    store = SqliteStore(db)
-    await store.open()
-    written = await store.write([plan_put(patient(f"p{i}"), f"p{i}", 0, NOW) for i in range(4)])
-    await store.close()
+    written = await four_patients(db)
     # An older server deletes p0 and creates p9: new rows in `resource` and `version`, no count.
     conn = sqlite3.connect(db)
     conn.execute("UPDATE resource SET deleted = 1, version = 2 WHERE id = 'p0'")
