@@ -213,11 +213,11 @@ def _one(state: _State, name: str, value: str, env: Env) -> None:
     base = name.split(":", 1)[0]
     if base in _IGNORED_BY_SEARCH:
         return
-    if base == "_query":
-        raise BadRequest(f"This server has no named queries: '_query={value}' is not one it knows")
     if not value.strip():  # search.html: "Empty parameters are not an error - they are just ignored"
         state.ignored.append(Ignored(name, value, "an empty value: the parameter is ignored"))
         return
+    if base == "_query":
+        raise BadRequest(f"This server has no named queries: '{name}={value}' is not one it knows")
     if base == "_type":
         if not state.system_level:
             raise BadRequest(

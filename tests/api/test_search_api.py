@@ -422,6 +422,9 @@ async def test_an_unknown_named_query_is_refused_even_when_lenient(app_client: h
     await seed(app_client)
     response = await app_client.get("Patient?_query=everyone", headers={"Prefer": "handling=lenient"})
     assert response.status_code == 400 and "_query" in response.json()["issue"][0]["diagnostics"]
+    named = await app_client.get("Patient?_query:x=everyone", headers={"Prefer": "handling=lenient"})
+    assert named.status_code == 400 and "'_query:x=everyone'" in named.json()["issue"][0]["diagnostics"]
+    assert (await app_client.get("Patient?_query=")).status_code == 200  # empty: ignored like any other
 
 
 async def test_summary_text_cannot_be_mixed_with_includes(app_client: httpx.AsyncClient) -> None:
