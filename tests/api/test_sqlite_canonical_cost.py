@@ -15,6 +15,7 @@ from fhir_server.rest.writes import plan_put
 from fhir_server.search.parse import parse_search
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.sqlite import SqliteStore
+from tests.sqlite_steps import counting_steps
 
 LIBRARIES = 300
 
@@ -33,17 +34,11 @@ def library(i: int, rng: random.Random) -> dict[str, Any]:
 
 async def steps(db: Path, depth: int) -> tuple[int, int | None]:
     conn = sqlite3.connect(db)
-    counted = [0]
-
-    def step() -> int:
-        counted[0] += 1
-        return 0
-
-    conn.set_progress_handler(step, 100)
+    chain = ".".join(["depends-on"] * depth)
+    query = parse_search("Library", [(f"{chain}.status", "active"), ("_total", "accurate")]).query
     try:
-        chain = ".".join(["depends-on"] * depth)
-        query = parse_search("Library", [(f"{chain}.status", "active"), ("_total", "accurate")]).query
-        page = sqlite_index.search_sql(conn, query)
+        with counting_steps(conn) as counted:
+            page = sqlite_index.search_sql(conn, query)
     finally:
         conn.close()
     return counted[0], page.total

@@ -13,6 +13,7 @@ from fhir_server.rest.writes import plan_put
 from fhir_server.search.parse import parse_search
 from fhir_server.storage import sqlite_index
 from fhir_server.storage.sqlite import SqliteStore
+from tests.sqlite_steps import counting_steps
 
 
 async def steps_to_sort(db: Path, names: int) -> int:
@@ -32,19 +33,13 @@ async def steps_to_sort(db: Path, names: int) -> int:
     finally:
         await store.close()
     conn = sqlite3.connect(db)
-    counted = [0]
-
-    def step() -> int:
-        counted[0] += 1
-        return 0
-
-    conn.set_progress_handler(step, 100)
     try:
-        for sort in ("family", "-family"):
-            for count in ("1", "3"):
-                query = parse_search("Patient", [("_sort", sort), ("_count", count)]).query
-                page = sqlite_index.search_sql(conn, query)
-                assert page.matches[0].id == ("many" if sort == "family" else "p9")
+        with counting_steps(conn) as counted:
+            for sort in ("family", "-family"):
+                for count in ("1", "3"):
+                    query = parse_search("Patient", [("_sort", sort), ("_count", count)]).query
+                    page = sqlite_index.search_sql(conn, query)
+                    assert page.matches[0].id == ("many" if sort == "family" else "p9")
     finally:
         conn.close()
     return counted[0]
