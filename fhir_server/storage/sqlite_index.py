@@ -856,7 +856,8 @@ class _Builder:
         if not chain.canonical_types:
             return inner[0] + 0.5, (sql, [*inner[1][1], *literal[1]])
         # With canonicals too, the inner set is named once (a WITH) and read by both kinds of
-        # reference: written twice, a chain of n levels would repeat it 2^n times.
+        # reference: written twice, a chain of n levels would repeat it 2^n times. It is made
+        # distinct, or the paths through a densely linked graph would multiply level by level.
         canonical = self._canonical_chain_set(chain, types, f"{t}_in")
         union = f"{literal[0]} UNION ALL {canonical[0]}"
         sql = f"SELECT res FROM (WITH {t}_in(res) AS (SELECT DISTINCT res FROM ({inner[1][0]})) {union})"
@@ -900,7 +901,7 @@ class _Builder:
         args = [pid(has.source_type, has.param), has.source_type, *access[1]]
         if not has.canonical_types:
             return inner[0] + 0.5, (sql, [*inner[1][1], *args])
-        canonical = self._canonical_has_set(has, f"{s}_in")  # the inner set named once, as in _chain_set
+        canonical = self._canonical_has_set(has, f"{s}_in")  # named once and distinct, as in _chain_set
         union = f"{sql} UNION ALL {canonical[0]}"
         named = f"SELECT res FROM (WITH {s}_in(res) AS (SELECT DISTINCT res FROM ({inner[1][0]})) {union})"
         return inner[0] + 0.5, (named, [*inner[1][1], *args, *canonical[1]])
