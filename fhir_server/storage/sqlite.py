@@ -354,31 +354,39 @@ def _resource_rows(
 
 
 def _fill_type_counts(conn: sqlite3.Connection) -> None:
-    """Count each type's live resources unless the counts account for the newest version already
-    (a store made before them, or last written by code that did not keep them: ~0.2 s at 1M)."""
-    if sqlite_index.type_counts_current(conn):
-        return
-    conn.execute("DELETE FROM type_count")
-    conn.execute("INSERT INTO type_count SELECT type, count(*) FROM resource WHERE deleted = 0 GROUP BY type")
-    conn.execute(
-        "INSERT OR REPLACE INTO store_meta VALUES (?, ?)",
-        (sqlite_index.TYPE_COUNTS, sqlite_index.newest_vid(conn)),
-    )
+    """Count each type's live resources, and find the multi-valued parameters, each unless it
+    accounts for the newest version already (a store made before it, or last written by code that
+    did not keep it: ~0.2 s and several seconds at 1M)."""
+    stamp = sqlite_index.newest_vid(conn)
+    if not sqlite_index.type_counts_current(conn):
+        conn.execute("DELETE FROM type_count")
+        conn.execute(
+            "INSERT INTO type_count SELECT type, count(*) FROM resource WHERE deleted = 0 GROUP BY type"
+        )
+        conn.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (sqlite_index.TYPE_COUNTS, stamp))
+    if not sqlite_index.multi_current(conn):
+        sqlite_index.fill_multi(conn)
+        conn.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (sqlite_index.MULTI, stamp))
 
 
 class _TypeCounts:
     """A write's changes to the live count of each type, applied at its end, when the counts were
-    current at its start (else they stay as they are, to be counted again on opening)."""
+    current at its start (else they stay as they are, to be counted again on opening); and the
+    stamp of ix_multi, moved on when it was current (the write's own rows keep it complete)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.kept = sqlite_index.type_counts_current(conn)
+        self.multi_kept = sqlite_index.multi_current(conn)  # ix_multi: kept by add_entry_rows
         self.changes: dict[str, int] = {}
 
     def change(self, resource_type: str, by: int) -> None:
         self.changes[resource_type] = self.changes.get(resource_type, 0) + by
 
     def save(self) -> None:
+        newest = sqlite_index.newest_vid(self.conn)
+        if self.multi_kept:
+            self.conn.execute("UPDATE store_meta SET value = ? WHERE name = ?", (newest, sqlite_index.MULTI))
         if not self.kept:
             return
         self.conn.executemany(
@@ -387,8 +395,7 @@ class _TypeCounts:
             [(kind, by) for kind, by in self.changes.items() if by],
         )
         self.conn.execute(
-            "UPDATE store_meta SET value = ? WHERE name = ?",
-            (sqlite_index.newest_vid(self.conn), sqlite_index.TYPE_COUNTS),
+            "UPDATE store_meta SET value = ? WHERE name = ?", (newest, sqlite_index.TYPE_COUNTS)
         )
 
 

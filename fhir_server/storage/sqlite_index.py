@@ -144,6 +144,10 @@ SCHEMA: list[str] = [
     "CREATE INDEX IF NOT EXISTS resource_type_updated ON resource(type, last_updated)",
     # A type's resources in `res` order: a search with no selective criterion walks it (_plan).
     "CREATE INDEX IF NOT EXISTS resource_type ON resource(type)",
+    # Parameters of which some resource has had more than one entry (in the value tables): a count
+    # of another's matches needs no DISTINCT (_total). Kept by every write (add_entry_rows), only
+    # ever growing; trusted, like type_count, while stamped with the newest version (multi_current).
+    "CREATE TABLE IF NOT EXISTS ix_multi (pid INTEGER PRIMARY KEY) WITHOUT ROWID",
     # Per date parameter: the widest entry ever written (high - low; MAX_INSTANT when one has an open
     # end) and whether a resource ever had more than one entry. Kept by every write (insert_rows);
     # filled by `fill_date_spans` when new. See _date_bounds.
@@ -244,7 +248,9 @@ def write_entries(
 def insert_rows(conn: sqlite3.Connection, rows: Rows) -> None:
     """One executemany per table: a whole write's entries go in a handful of calls."""
     for table, table_rows in rows.items():
-        if table_rows:
+        if table == "ix_multi":  # a fact, not an entry: kept once
+            conn.executemany("INSERT OR IGNORE INTO ix_multi VALUES (?)", dict.fromkeys(table_rows))
+        elif table_rows:
             marks = ",".join("?" * len(table_rows[0]))
             conn.executemany(f"INSERT INTO {table} VALUES ({marks})", table_rows)
     if rows.get("ix_date"):
@@ -273,7 +279,9 @@ def _widen_date_spans(conn: sqlite3.Connection, date_rows: list[tuple[Any, ...]]
 
 
 def add_entry_rows(rows: Rows, res: int, resource_type: str, entries: Sequence[IndexEntry]) -> None:
-    """Add one resource's index rows to `rows` (entries come without duplicates: `extract_entries`)."""
+    """Add one resource's index rows to `rows` (entries come without duplicates: `extract_entries`),
+    and to `ix_multi` the parameters it has more than one value entry for."""
+    seen: set[int] = set()
     for n, entry in enumerate(entries):
         param = entry.param
         if param in _RESOURCE_COLUMNS:
@@ -287,6 +295,40 @@ def add_entry_rows(rows: Rows, res: int, resource_type: str, entries: Sequence[I
         else:
             table, values = _ROW_OF[kind]
             rows.setdefault(table, []).append((res, p, n, *values(entry)))
+            if p in seen:
+                rows.setdefault("ix_multi", []).append((p,))
+            seen.add(p)
+
+
+_VALUE_TABLES = ("ix_token", "ix_string", "ix_date", "ix_number", "ix_quantity", "ix_ref", "ix_uri")
+
+
+def fill_multi(conn: sqlite3.Connection) -> None:
+    """ix_multi from the entries themselves (each table read once in its (res, pid, n) order:
+    several seconds at 1M resources; only when the store's counts are not current)."""
+    conn.execute("DELETE FROM ix_multi")
+    for table in _VALUE_TABLES:
+        conn.execute(
+            f"INSERT OR IGNORE INTO ix_multi SELECT pid FROM {table} GROUP BY res, pid HAVING count(*) > 1"
+        )
+
+
+MULTI = "multi-pids"  # store_meta: the newest version `vid` that ix_multi accounts for
+
+
+def multi_current(conn: sqlite3.Connection) -> bool:
+    """Whether ix_multi accounts for every version written (as type_counts_current)."""
+    row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (MULTI,)).fetchone()
+    return row is not None and row[0] == newest_vid(conn)
+
+
+def single_valued(conn: sqlite3.Connection, pids: Sequence[int]) -> bool:
+    """Whether no resource has ever had two value entries for any of `pids`, as far as the store
+    knows for certain (ix_multi current: multi_current)."""
+    if not multi_current(conn):
+        return False
+    found, args = _in("pid", pids)
+    return conn.execute(f"SELECT 1 FROM ix_multi WHERE {found} LIMIT 1", args).fetchone() is None
 
 
 # Each entry kind's table, and its value columns in table order: the fields after `param`.
@@ -1088,6 +1130,8 @@ class _Plan:
     keys_args: list[Any] = field(default_factory=list)
     order: str = "r.res"
     counted: Sql | None = None  # the matches as rows cheaper to count, when there is such a query
+    # The same as entries, one per match when its parameters are single-valued (single_valued)
+    counted_once: tuple[Sql, list[int]] | None = None
     # The same matches with no driving set, each resource of the type probed in `res` order (_walked)
     walk: Sql | None = None
     # The same matches with no driving set, read in the order of the one date or string sort key
@@ -1166,6 +1210,12 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     plan = _Plan(
         *_where(builder, query, best, by_type_index=best is None), counted=counted, known_total=known
     )
+    lone = query.criteria[0] if query.criteria else None
+    # One SELECT over one table: each entry at most once (an OR list's selects may meet the same
+    # entry twice: `date=ge2020,ge2021`), so one entry per match when the parameter is single-valued.
+    one_select = best is not None and " UNION ALL " not in best[2][0]
+    if counted is not None and best is not None and isinstance(lone, Clause) and one_select:
+        plan.counted_once = best[2], _pids(types, lone.param)
     if walk and not query.sort:
         plan.walk = _where(builder, query, None, by_type_index=len(types) == 1)
     elif walk and by_updated:
@@ -1682,6 +1732,8 @@ def _total(
         # with `_count=0` the total is all the answer holds, and no page was walked for it.
         return None
     rows, args = plan.counted or (f"SELECT 1 FROM resource r WHERE {plan.where}", plan.args)
+    if plan.counted_once is not None and single_valued(conn, plan.counted_once[1]):
+        rows, args = plan.counted_once[0]  # no DISTINCT: 124 -> ~35 ms for 726k matches
     if query.total != "bounded":
         return int(conn.execute(f"SELECT count(*) FROM ({rows})", args).fetchone()[0])
     counted = _entries_upto(conn, (rows, args), query.total_cap + 1)  # past the cap, no total

@@ -137,3 +137,66 @@ async def test_counts_left_behind_by_code_that_keeps_none_are_not_trusted(tmp_pa
         assert await totals(store, "Patient?_summary=count") == 4
     finally:
         await store.close()
+
+
+def total_count(statements: list[str]) -> str:
+    """The statement that counted the total (not a sizing pass, which counts both ways)."""
+    (found,) = [s for s in statements if s.startswith("SELECT count(*) FROM (") and "count(DISTINCT" not in s]
+    return found
+
+
+def observation(id: str, *categories: str, date: str = "2026-01-01") -> dict[str, Any]:
+    coding = [{"system": system, "code": "vital-signs"} for system in categories]
+    return {
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "category": [{"coding": coding}],
+        "code": {"text": "pulse"},
+        "effectiveDateTime": date,
+    }
+
+
+async def test_a_count_needs_no_distinct_while_the_parameter_is_single_valued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_total=accurate` over one criterion counts its index entries as they are while no resource
+    has ever had two for the parameter (ix_multi), and the distinct resources once one has. (Sets
+    under WALK_FROM entries are counted while sized; the thresholds are lowered so that 5 are many.)"""
+    monkeypatch.setattr(sqlite_index, "FEW", 1)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 2)
+    db = tmp_path / "fhir.sqlite3"
+    store = SqliteStore(db)
+    await store.open()
+    cat = "http://terminology.hl7.org/CodeSystem/observation-category"
+    statements: list[str] = []
+    try:
+        await store.write([plan_put(observation(f"o{i}", cat), f"o{i}", 0, NOW) for i in range(5)])
+        assert store.reader is not None
+        store.reader.set_trace_callback(statements.append)
+        assert await totals(store, "Observation?category=vital-signs&_total=accurate&_count=1") == 5
+        assert "DISTINCT" not in total_count(statements)  # counted as entries
+        # o9's category holds vital-signs twice (two systems): two entries, one match
+        await store.write([plan_put(observation("o9", cat, "urn:other"), "o9", 0, NOW)])
+        statements.clear()
+        assert await totals(store, "Observation?category=vital-signs&_total=accurate&_count=1") == 6
+        assert "SELECT DISTINCT res" in total_count(statements)
+        # an OR list may meet one entry twice: never counted as entries
+        assert await totals(store, "Observation?date=ge2020,ge2021&_total=accurate&_count=1") == 6
+    finally:
+        if store.reader is not None:
+            store.reader.set_trace_callback(None)
+        await store.close()
+    # A store from the code before ix_multi: its type counts current, no ix_multi and no stamp for
+    # it. Trusting the new, empty table would count o9 twice; it is found again from the entries.
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM ix_multi")
+    conn.execute("DELETE FROM store_meta WHERE name = 'multi-pids'")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert await totals(store, "Observation?category=vital-signs&_total=accurate&_count=1") == 6
+    finally:
+        await store.close()
