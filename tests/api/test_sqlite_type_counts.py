@@ -28,6 +28,15 @@ def patient(id: str, **extra: Any) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": id, **extra}
 
 
+def edit(db: Path, *statements: str) -> None:
+    """Change the store's file behind its back, as other code could have left it."""
+    conn = sqlite3.connect(db)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
 async def totals(store: SqliteStore, query: str, **changes: Any) -> int | None:
     resource_type, _, params = query.partition("?")
     pairs = [tuple(p.split("=", 1)) for p in params.split("&")] if params else []
@@ -81,12 +90,8 @@ async def test_a_store_from_before_the_counts_gets_them_on_opening(tmp_path: Pat
     await store.open()
     await store.write([plan_delete(written[0], NOW)])
     await store.close()
-    conn = sqlite3.connect(db)  # as an older server left it: no table, no mark
-    conn.execute("DROP TABLE type_count")
-    conn.execute("DELETE FROM store_meta WHERE name = 'type-counts'")
-    conn.commit()
-    conn.close()
-
+    # as an older server left it: no table, no mark
+    edit(db, "DROP TABLE type_count", "DELETE FROM store_meta WHERE name = 'type-counts'")
     store = SqliteStore(db)
     await store.open()
     try:
@@ -189,11 +194,7 @@ async def test_a_count_needs_no_distinct_while_the_parameter_is_single_valued(
         await store.close()
     # A store from the code before ix_multi: its type counts current, no ix_multi and no stamp for
     # it. Trusting the new, empty table would count o9 twice; it is found again from the entries.
-    conn = sqlite3.connect(db)
-    conn.execute("DELETE FROM ix_multi")
-    conn.execute("DELETE FROM store_meta WHERE name = 'multi-pids'")
-    conn.commit()
-    conn.close()
+    edit(db, "DELETE FROM ix_multi", "DELETE FROM store_meta WHERE name = 'multi-pids'")
     store = SqliteStore(db)
     await store.open()
     try:
