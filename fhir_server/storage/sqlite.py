@@ -74,10 +74,6 @@ CORE_SCHEMA = [
     # stamps it with the newest version row it accounts for; a store whose newest version is another
     # (written by code that does not keep it) is counted instead, and filled again on opening.
     "CREATE TABLE IF NOT EXISTS type_count (type TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID",
-    # Triggers kept it for a while (0.35 ms per 50-resource write); the writes do it now.
-    "DROP TRIGGER IF EXISTS type_count_insert",
-    "DROP TRIGGER IF EXISTS type_count_update",
-    "DROP TRIGGER IF EXISTS type_count_delete",
 ]
 
 _READ_CURRENT = """SELECT r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body
@@ -357,16 +353,15 @@ def _fill_type_counts(conn: sqlite3.Connection) -> None:
     """Count each type's live resources, and find the multi-valued parameters, each unless it
     accounts for the newest version already (a store made before it, or last written by code that
     did not keep it: ~0.2 s and several seconds at 1M)."""
-    stamp = sqlite_index.newest_vid(conn)
-    if not sqlite_index.type_counts_current(conn):
+    if not sqlite_index.stamp_current(conn, sqlite_index.TYPE_COUNTS):
         conn.execute("DELETE FROM type_count")
         conn.execute(
             "INSERT INTO type_count SELECT type, count(*) FROM resource WHERE deleted = 0 GROUP BY type"
         )
-        conn.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (sqlite_index.TYPE_COUNTS, stamp))
-    if not sqlite_index.multi_current(conn):
+        sqlite_index.set_stamp(conn, sqlite_index.TYPE_COUNTS)
+    if not sqlite_index.stamp_current(conn, sqlite_index.MULTI):
         sqlite_index.fill_multi(conn)
-        conn.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (sqlite_index.MULTI, stamp))
+        sqlite_index.set_stamp(conn, sqlite_index.MULTI)
 
 
 class _TypeCounts:
@@ -376,17 +371,16 @@ class _TypeCounts:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.kept = sqlite_index.type_counts_current(conn)
-        self.multi_kept = sqlite_index.multi_current(conn)  # ix_multi: kept by add_entry_rows
+        self.kept = sqlite_index.stamp_current(conn, sqlite_index.TYPE_COUNTS)
+        self.multi_kept = sqlite_index.stamp_current(conn, sqlite_index.MULTI)  # rows: add_entry_rows
         self.changes: dict[str, int] = {}
 
     def change(self, resource_type: str, by: int) -> None:
         self.changes[resource_type] = self.changes.get(resource_type, 0) + by
 
     def save(self) -> None:
-        newest = sqlite_index.newest_vid(self.conn)
         if self.multi_kept:
-            self.conn.execute("UPDATE store_meta SET value = ? WHERE name = ?", (newest, sqlite_index.MULTI))
+            sqlite_index.set_stamp(self.conn, sqlite_index.MULTI)
         if not self.kept:
             return
         self.conn.executemany(
@@ -394,9 +388,7 @@ class _TypeCounts:
             " SET live = live + excluded.live",
             [(kind, by) for kind, by in self.changes.items() if by],
         )
-        self.conn.execute(
-            "UPDATE store_meta SET value = ? WHERE name = ?", (newest, sqlite_index.TYPE_COUNTS)
-        )
+        sqlite_index.set_stamp(self.conn, sqlite_index.TYPE_COUNTS)
 
 
 def _record_index_version(conn: sqlite3.Connection, version: int | None = None) -> None:

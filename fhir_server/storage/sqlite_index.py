@@ -146,7 +146,7 @@ SCHEMA: list[str] = [
     "CREATE INDEX IF NOT EXISTS resource_type ON resource(type)",
     # Parameters of which some resource has had more than one entry (in the value tables): a count
     # of another's matches needs no DISTINCT (_total). Kept by every write (add_entry_rows), only
-    # ever growing; trusted, like type_count, while stamped with the newest version (multi_current).
+    # ever growing; trusted, like type_count, while stamped with the newest version (stamp_current).
     "CREATE TABLE IF NOT EXISTS ix_multi (pid INTEGER PRIMARY KEY) WITHOUT ROWID",
     # Per date parameter: the widest entry ever written (high - low; MAX_INSTANT when one has an open
     # end) and whether a resource ever had more than one entry. Kept by every write (insert_rows);
@@ -300,9 +300,6 @@ def add_entry_rows(rows: Rows, res: int, resource_type: str, entries: Sequence[I
             seen.add(p)
 
 
-_VALUE_TABLES = ("ix_token", "ix_string", "ix_date", "ix_number", "ix_quantity", "ix_ref", "ix_uri")
-
-
 def fill_multi(conn: sqlite3.Connection) -> None:
     """ix_multi from the entries themselves (each table read once in its (res, pid, n) order:
     several seconds at 1M resources; only when the store's counts are not current)."""
@@ -313,19 +310,10 @@ def fill_multi(conn: sqlite3.Connection) -> None:
         )
 
 
-MULTI = "multi-pids"  # store_meta: the newest version `vid` that ix_multi accounts for
-
-
-def multi_current(conn: sqlite3.Connection) -> bool:
-    """Whether ix_multi accounts for every version written (as type_counts_current)."""
-    row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (MULTI,)).fetchone()
-    return row is not None and row[0] == newest_vid(conn)
-
-
 def single_valued(conn: sqlite3.Connection, pids: Sequence[int]) -> bool:
     """Whether no resource has ever had two value entries for any of `pids`, as far as the store
-    knows for certain (ix_multi current: multi_current)."""
-    if not multi_current(conn):
+    knows for certain (ix_multi current: stamp_current)."""
+    if not stamp_current(conn, MULTI):
         return False
     found, args = _in("pid", pids)
     return conn.execute(f"SELECT 1 FROM ix_multi WHERE {found} LIMIT 1", args).fetchone() is None
@@ -344,6 +332,7 @@ _ROW_OF: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
         (UriEntry, "ix_uri"),
     )
 }
+_VALUE_TABLES = tuple(table for table, _ in _ROW_OF.values())  # one value entry per row
 
 
 # Where each component kind lives in ix_composite's generic columns.
@@ -1742,22 +1731,29 @@ def _total(
 
 def _live(conn: sqlite3.Connection, types: Sequence[str]) -> int:
     """How many live resources `types` (none: every type) have: as the writes keep count, or
-    counted, when code that keeps no count wrote last (type_counts_current)."""
+    counted, when code that keeps no count wrote last (stamp_current)."""
     where, args = _in("type", types) if types else ("1", [])
-    if not type_counts_current(conn):
+    if not stamp_current(conn, TYPE_COUNTS):
         sql = f"SELECT count(*) FROM resource WHERE {where} AND deleted = 0"
     else:
         sql = f"SELECT coalesce(sum(live), 0) FROM type_count WHERE {where}"
     return int(conn.execute(sql, args).fetchone()[0])
 
 
-TYPE_COUNTS = "type-counts"  # store_meta: the newest version `vid` that type_count accounts for
+# store_meta stamps: the newest version `vid` that each table kept by the writes accounts for.
+TYPE_COUNTS = "type-counts"  # type_count
+MULTI = "multi-pids"  # ix_multi
 
 
-def type_counts_current(conn: sqlite3.Connection) -> bool:
-    """Whether type_count accounts for every version written (two lookups by primary key)."""
-    row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (TYPE_COUNTS,)).fetchone()
+def stamp_current(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the table stamped `name` accounts for every version written (two primary-key
+    lookups): not when code that does not keep it wrote last."""
+    row = conn.execute("SELECT value FROM store_meta WHERE name = ?", (name,)).fetchone()
     return row is not None and row[0] == newest_vid(conn)
+
+
+def set_stamp(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", (name, newest_vid(conn)))
 
 
 def newest_vid(conn: sqlite3.Connection) -> int:

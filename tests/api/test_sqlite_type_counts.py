@@ -124,7 +124,9 @@ async def test_counts_left_behind_by_code_that_keeps_none_are_not_trusted(tmp_pa
     store = SqliteStore(db)
     await store.open()  # counted again on opening
     try:
-        assert store._writer is not None and sqlite_index.type_counts_current(store._writer)
+        assert store._writer is not None and sqlite_index.stamp_current(
+            store._writer, sqlite_index.TYPE_COUNTS
+        )
         assert await totals(store, "Patient?_summary=count") == 4
         await store.write([plan_delete(written[1], NOW)])
         assert await totals(store, "Patient?_summary=count") == 3
