@@ -54,11 +54,12 @@ async def criteria_query(ctx: RequestContext, resource_type: str, params: Params
     Always strict: silently ignoring a criterion here could update or delete the wrong resources.
     """
     criteria = criteria_only(params)
-    empty = [k for k, v in criteria if not v.strip()]  # `name= ` too: blank folds to nothing, matching all
-    if empty:  # a search ignores it; a criterion that would decide what to change must say something
-        raise BadRequest(f"Conditional criteria may not be empty: '{empty[0]}=' has no value")
     value_sets = await _value_sets(ctx, criteria)
     parsed = parse_search(resource_type, criteria, strict=True, base_url=ctx.base_url, value_sets=value_sets)
+    # Strict, a search ignores only empty values (`name=`, `name= `: blank folds to nothing and would
+    # match all); a criterion that decides what to change must say something.
+    if parsed.ignored:
+        raise BadRequest(f"Conditional criteria may not be empty: '{parsed.ignored[0].name}=' has no value")
     if not parsed.query.criteria:
         names = ", ".join(dict.fromkeys(k for k, _ in criteria)) or "none"
         raise BadRequest(
