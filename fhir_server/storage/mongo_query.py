@@ -110,7 +110,12 @@ def live_of(types: Sequence[str]) -> Doc:
     """Not deleted, and of one of `types` (any type when empty)."""
     if not types:
         return {"deleted": False}
-    return {"type": types[0] if len(types) == 1 else {"$in": list(types)}, "deleted": False}
+    return {"type": one_of(types), "deleted": False}
+
+
+def one_of(values: Sequence[Any]) -> Any:
+    """A condition on a field: equal to the one value, or `$in` the several."""
+    return values[0] if len(values) == 1 else {"$in": list(values)}
 
 
 def all_of(parts: Sequence[Doc]) -> Doc:
@@ -421,16 +426,14 @@ def canonicals_to(param: str, urls: Sequence[str]) -> Doc:
     `urls`; a versioned `url|1.2`, also indexed as `url`, is met through the plain one."""
     if not urls:
         return FALSE
-    named = urls[0] if len(urls) == 1 else {"$in": list(urls)}
-    return elem_match({"p": param}, {"rt": None, "ri": None, "u": named})
+    return elem_match({"p": param}, {"rt": None, "ri": None, "u": one_of(urls)})
 
 
 def with_url(types: Sequence[str], urls: Sequence[str]) -> Doc:
     """Resources of `types` whose `url` parameter is one of `urls`: what canonicals name."""
     if not types or not urls:
         return FALSE
-    named = urls[0] if len(urls) == 1 else {"$in": list(urls)}
-    return all_of([{"type": {"$in": list(types)}}, elem_match({"p": "url"}, {"v": named})])
+    return all_of([{"type": {"$in": list(types)}}, elem_match({"p": "url"}, {"v": one_of(urls)})])
 
 
 def references_to(param: str | None, targets: Sequence[str]) -> Doc:
@@ -441,7 +444,7 @@ def references_to(param: str | None, targets: Sequence[str]) -> Doc:
         by_type.setdefault(rtype, []).append(rid)
     if not by_type:
         return FALSE
-    refs = [{"rt": t, "ri": ids[0] if len(ids) == 1 else {"$in": ids}} for t, ids in sorted(by_type.items())]
+    refs = [{"rt": t, "ri": one_of(ids)} for t, ids in sorted(by_type.items())]
     return elem_match({"p": param} if param is not None else {}, refs[0] if len(refs) == 1 else {"$or": refs})
 
 
