@@ -1129,6 +1129,9 @@ class _Plan:
     # The same matches with no driving set, read in `_lastUpdated` order (_updated_walked)
     updated_walk: Sql | None = None
     known_total: int | None = None  # the matches' number, when the planning already counted them
+    # The criteria were sized store-wide to choose between reading a set and walking (_by_size):
+    # past the caller's access, so what the plan became must not show in the answer (_total).
+    sized: bool = False
     terms: list[tuple[str, bool, bool]] = field(default_factory=list)  # sort keys: alias, desc, nullable
 
 
@@ -1178,7 +1181,7 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     if reach:
         drives.append((1.4, -2, _compartment_set(sorted(reach))))
     best = min(drives, key=lambda d: (d[0], d[1])) if drives else None
-    walk, listed = False, None  # listed: how many resources a small driving set holds
+    walk, listed, sized = False, None, False  # listed: how many resources a small driving set holds
     near_start = query.after is not None or query.offset + query.count < WALK_OFFSET_MOST  # a walk reaches it
     by_key = near_start and _key_ordered(query)
     by_updated = near_start and _updated_ordered(query)
@@ -1193,11 +1196,15 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         best, walk, listed = _by_size(
             conn, drives, best, walkable=walkable, supersets=supersets, countable=countable
         )
+        sized = True
     walk = walk or (conn is not None and best is None and by_key)
     counted = _index_matches(query, best[2] if best else None)
     known = listed if counted is not None else None  # the set's distinct resources are its matches
     plan = _Plan(
-        *_where(builder, query, best, by_type_index=best is None), counted=counted, known_total=known
+        *_where(builder, query, best, by_type_index=best is None),
+        counted=counted,
+        known_total=known,
+        sized=sized,
     )
     lone = query.criteria[0] if query.criteria else None
     # One SELECT over one table: each entry at most once (an OR list's selects may meet the same
@@ -1713,6 +1720,12 @@ def _total(
     if plan.known_total is not None:
         bounded = query.total == "bounded" and plan.known_total > query.total_cap
         return None if bounded else plan.known_total
+    if query.total == "bounded" and query.count > 0 and query.access is not None and plan.sized:
+        # Sized past the caller's access, the criteria were either read or walked, and a walked
+        # page has no total (below): whether one appeared would tell them about resources out of
+        # their reach (padded to WALK_FROM, whether one more NHS number is registered elsewhere).
+        # So neither gives one unasked; `_total=accurate` counts within reach.
+        return None
     walked = plan.walk or plan.key_walk or plan.updated_walk
     if query.total == "bounded" and query.count > 0 and walked and query.criteria and plan.counted is None:
         # Walked because the criteria match too much to read (or have no index): counting even to

@@ -1022,6 +1022,37 @@ async def test_access_labels(store: Store) -> None:
     assert await ids(store, "Observation", "", access=restricted) == ["o2"]
 
 
+async def test_whether_a_restricted_caller_gets_a_total_does_not_tell_what_they_cannot_see(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller whose access narrows the search pads a criterion with values they can see up to the
+    point where SQLite stops reading the criterion's entries and walks the type (WALK_FROM, lowered
+    here). Whether one more value is held by a resource out of their reach then decided whether the
+    walk ran, and a walked page gave no total unasked: its presence told them whether an NHS number
+    is registered elsewhere. Both answers must now be the same."""
+    from fhir_server.storage import sqlite_index
+
+    monkeypatch.setattr(sqlite_index, "FEW", 2)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+    seen = [patient(f"a{n}", identifier=[{"system": nhs, "value": str(n)}]) for n in (1, 2, 3)]
+    hidden = _labelled(patient("b9", identifier=[{"system": nhs, "value": "9"}]), "R")
+    await put(store, *seen, hidden)
+    normal = AccessFilter(allowed_labels=frozenset({(LABELS, "N")}))
+    answers = []
+    for other in ("9", "8"):  # held by a patient out of reach; held by nobody
+        values = ",".join(f"{nhs}|{n}" for n in ("1", "2", "3", other))
+        page = await find(store, "Patient", f"identifier={values}&_count=2", access=normal)
+        answers.append(([m.id for m in page.matches], page.total, page.next_offset))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == ["a1", "a2"] and answers[0][2] == 2
+    # Asked for, the total is counted within reach whatever lies beyond it.
+    for other in ("9", "8"):
+        values = ",".join(f"{nhs}|{n}" for n in ("1", "2", "3", other))
+        page = await find(store, "Patient", f"identifier={values}&_count=2&_total=accurate", access=normal)
+        assert page.total == 3
+
+
 async def test_access_types_and_rules(store: Store) -> None:
     await _two_patients(store)
     only_obs = AccessFilter(types=frozenset({"Observation"}))
