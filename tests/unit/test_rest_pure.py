@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,7 +14,7 @@ from fhir_server import jsonio
 from fhir_server.errors import BadRequest, NotAcceptable, UnsupportedMediaType
 from fhir_server.http.negotiation import check_request_media_type, response_media_type
 from fhir_server.instants import from_micros, to_micros
-from fhir_server.rest.bundle import _replace_refs
+from fhir_server.rest.bundle import _references, _replace_refs
 from fhir_server.rest.planned import criteria_params
 from fhir_server.rest.writes import parse_etag, stamp
 
@@ -66,15 +67,27 @@ def test_criteria_params_from_url_or_query() -> None:
 
 
 def test_references_to_full_urls_are_rewritten_everywhere() -> None:
-    resource = {
+    resource: dict[str, Any] = {
         "subject": {"reference": "urn:uuid:1"},
         "contained": [{"performer": [{"reference": "urn:uuid:1"}, {"reference": "Practitioner/x"}]}],
         "note": [{"text": "urn:uuid:1"}],
     }
-    out = _replace_refs(resource, {"urn:uuid:1": "Patient/abc"})
-    assert out["subject"] == {"reference": "Patient/abc"}
-    assert out["contained"][0]["performer"] == [{"reference": "Patient/abc"}, {"reference": "Practitioner/x"}]
-    assert out["note"] == [{"text": "urn:uuid:1"}]  # only references, not any text
+    holders = _references(resource)
+    _replace_refs(holders, {"urn:uuid:1": "Patient/abc"})
+    assert resource["subject"] == {"reference": "Patient/abc"}
+    assert resource["contained"][0]["performer"] == [
+        {"reference": "Patient/abc"},
+        {"reference": "Practitioner/x"},
+    ]
+    assert resource["note"] == [{"text": "urn:uuid:1"}]  # only references, not any text
+    assert sorted(holders) == ["Patient/abc", "Practitioner/x"] and len(holders["Patient/abc"]) == 2
+
+
+def test_references_are_rewritten_as_they_were_not_as_an_earlier_rewrite_left_them() -> None:
+    resource: dict[str, Any] = {"a": {"reference": "urn:uuid:1"}, "b": {"reference": "urn:uuid:2"}}
+    holders = _references(resource)
+    _replace_refs(holders, {"urn:uuid:1": "urn:uuid:2", "urn:uuid:2": "Patient/2"})
+    assert resource == {"a": {"reference": "urn:uuid:2"}, "b": {"reference": "Patient/2"}}
 
 
 def test_stamp_sets_server_parts_and_keeps_client_meta() -> None:
