@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from fhir_server import jsonio
 from fhir_server.indexing.entries import pack_entries, unpack_entries
 from fhir_server.indexing.extract import extract_entries
-from fhir_server.rest.planning import PlanError, plan_items
+from fhir_server.rest.planning import Item, PlanError, Planner, plan_items
 from fhir_server.rest.writes import plan_put
 from fhir_server.storage.port import WriteOp
 from fhir_server.validation import supported_types
@@ -98,3 +99,32 @@ def test_a_line_whose_start_and_content_disagree_is_refused() -> None:
 def test_a_line_that_is_not_json_is_refused() -> None:
     [planned] = plan_items([(b'{"resourceType":"Patient","id":"p1",', "p1", 0)], NOW)
     assert isinstance(planned, PlanError) and "not valid JSON" in planned.message
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+async def test_the_planner_answers_each_item_in_its_place(workers: int) -> None:
+    """Items are shared among the worker processes; the answers come back in the items' order, a
+    refused item's PlanError in its own place."""
+    items: list[Item] = []
+    for n in range(8):
+        resource: dict[str, Any] = {
+            "resourceType": "Patient",
+            "id": f"p{n}",
+            "birthDate": f"19{50 + n}-01-01",
+        }
+        if n == 5:
+            resource["birthDate"] = "not a date"
+        items.append((resource, f"p{n}", 0))
+    planner = Planner(workers)
+    try:
+        planned = await planner.plan(items, NOW)
+        few = await planner.plan(items[:1], NOW)  # fewer items than workers
+    finally:
+        planner.close()
+    assert [p.where if isinstance(p, PlanError) else p.id for p in planned] == [
+        f"Patient/p{n}" if n == 5 else f"p{n}" for n in range(8)
+    ]
+    assert [orjson.loads(p.body or b"")["birthDate"] for p in planned if isinstance(p, WriteOp)] == [
+        f"19{50 + n}-01-01" for n in range(8) if n != 5
+    ]
+    assert len(few) == 1 and isinstance(few[0], WriteOp) and few[0].id == "p0"
