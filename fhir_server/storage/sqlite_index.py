@@ -1193,10 +1193,9 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         walkable = (not query.sort and near_start) or by_key or by_updated
         supersets = frozenset(i for i, crit in enumerate(query.criteria) if _superset_drive(crit))
         countable = _index_matches(query, best[2]) is not None  # a lone set's resources are the matches
-        best, walk, listed = _by_size(
+        best, walk, listed, sized = _by_size(
             conn, drives, best, walkable=walkable, supersets=supersets, countable=countable
         )
-        sized = True
     walk = walk or (conn is not None and best is None and by_key)
     counted = _index_matches(query, best[2] if best else None)
     known = listed if counted is not None else None  # the set's distinct resources are its matches
@@ -1354,9 +1353,10 @@ def _by_size(
     walkable: bool,
     supersets: frozenset[int] = frozenset(),
     countable: bool = False,
-) -> tuple[Drive, bool, int | None]:
-    """The smallest of the criteria's driving sets; whether to walk the type instead; and, for a set
-    of under FEW entries, how many distinct resources it holds. Such a set is taken at once: reading
+) -> tuple[Drive, bool, int | None, bool]:
+    """The smallest of the criteria's driving sets; whether to walk the type instead; for a set of
+    under FEW entries, how many distinct resources it holds; and whether any set was sized (with
+    one set and no walk to weigh it against, none is). Such a set is taken at once: reading
     it costs less than sizing the others. A lone criterion's set whose resources are the matches
     (`countable`) has them counted up to WALK_FROM entries too: the total then needs no count of its
     own (a chain over thousands of targets runs twice, not three times). A set of candidates
@@ -1365,13 +1365,13 @@ def _by_size(
     it costs the same."""
     candidates = sorted((d for d in drives if d[1] >= 0), key=lambda d: (d[0], d[1]))
     if len(candidates) < 2 and not walkable:
-        return best, False, None
+        return best, False, None, False
     sized: list[tuple[int, Drive]] = []
     for drive in candidates:
         if drive[1] in supersets:
             size = _entries_upto(conn, drive[2], WALK_FROM)
             if size < FEW:
-                return drive, False, None
+                return drive, False, None, True
             sized.append((size, drive))
             continue
         sql, args = drive[2]
@@ -1379,16 +1379,16 @@ def _by_size(
             f"SELECT count(*), count(DISTINCT res) FROM ({sql} LIMIT ?)", [*args, FEW]
         ).fetchone()
         if entries < FEW:
-            return drive, False, int(distinct)
+            return drive, False, int(distinct), True
         if countable and len(candidates) == 1:
             entries, distinct = conn.execute(
                 f"SELECT count(*), count(DISTINCT res) FROM ({sql} LIMIT ?)", [*args, WALK_FROM]
             ).fetchone()
             walk = walkable and entries >= WALK_FROM
-            return drive, walk, None if entries >= WALK_FROM else int(distinct)
+            return drive, walk, None if entries >= WALK_FROM else int(distinct), True
         sized.append((_entries_upto(conn, drive[2], WALK_FROM), drive))
     size, smallest = min(sized, key=lambda s: s[0])
-    return smallest, walkable and size >= WALK_FROM, None
+    return smallest, walkable and size >= WALK_FROM, None, True
 
 
 def _entries_upto(conn: sqlite3.Connection, rows: Sql, most: int) -> int:
