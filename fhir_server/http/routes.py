@@ -72,7 +72,7 @@ def fhir_router(context_for: ContextFactory) -> APIRouter:
         how, ctx = presentation(request), await context_for(request)
         check_request_media_type(request.headers.get("content-type"))
         bundle = parse_json_body(await request.body())
-        result = await bundle_interaction.process_bundle(ctx, bundle, run_get)
+        result = await bundle_interaction.process_bundle(ctx, bundle, run_get, owned=True)
         return fhir_response(result, how, ctx.base_url)
 
     @router.post("/{resource_type}/_search")

@@ -10,6 +10,7 @@ reports each entry's outcome.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import re
 from collections.abc import Awaitable, Callable, KeysView
@@ -73,7 +74,12 @@ class Entry:
         )
 
 
-async def process_bundle(ctx: RequestContext, bundle: Json, run_get: GetRunner) -> Result:
+async def process_bundle(
+    ctx: RequestContext, bundle: Json, run_get: GetRunner, *, owned: bool = False
+) -> Result:
+    """`owned`: the caller hands the Bundle over (the HTTP route's own parse of the request), so
+    references are rewritten in its resources as they are. Otherwise its entries are copied first:
+    an in-process caller may send the same Bundle again, and it must find it as it was."""
     if bundle.get("resourceType") != "Bundle":
         raise BadRequest("POST to the base URL takes a Bundle of type batch or transaction")
     kind = bundle.get("type")
@@ -85,6 +91,8 @@ async def process_bundle(ctx: RequestContext, bundle: Json, run_get: GetRunner) 
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list):
         raise BadRequest("Bundle.entry must be an array", expression="Bundle.entry")
+    if not owned:
+        raw_entries = copy.deepcopy(raw_entries)
     if kind == "transaction":
         entries = [_parse_entry(i, raw, ctx.base_url) for i, raw in enumerate(raw_entries)]
         return await _transaction(ctx, entries, run_get)

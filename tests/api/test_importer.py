@@ -75,6 +75,45 @@ async def test_a_resource_twice_becomes_two_versions(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_one_transaction_bundle_imported_twice_refers_within_each_import(tmp_path: Path) -> None:
+    """A transaction's `urn:uuid:` references are rewritten to the ids it assigns; the caller's
+    Bundle must be left as it was, so the same Bundle sent again refers to its own new Patient,
+    not to the one the first import created."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001",
+                "resource": patient("ignored"),
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "weight"},
+                    "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000001"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    sent = orjson.dumps(bundle)
+    for n in range(2):
+        store = await open_store(tmp_path / f"{n}.sqlite3")
+        try:
+            report = await import_resources(store, [bundle])
+            assert report.written == 2, report.errors
+            [obs] = (await store.search(SearchQuery(resource_types=("Observation",)))).matches
+            subject = orjson.loads(obs.body)["subject"]["reference"]
+            assert subject.startswith("Patient/")
+            assert await store.read("Patient", subject.removeprefix("Patient/")) is not None
+        finally:
+            await store.close()
+        assert orjson.dumps(bundle) == sent
+
+
 async def test_ndjson_lines_are_imported_with_their_problems_reported(tmp_path: Path) -> None:
     """Lines go to the workers unparsed when they start with type and id; the others are parsed
     here. A broken line is reported by its number and the rest still written."""
