@@ -127,14 +127,24 @@ async def _value_set(ctx: RequestContext, ref: str) -> Mapping[str, Any] | None:
 
 
 def access_filter(ctx: RequestContext) -> AccessFilter | None:
-    """The caller's narrowing. Fails closed: an access object we cannot read is an error, not "all"."""
+    """The caller's narrowing, None when nothing is narrowed (a backend client with `system/*.rs`
+    gets an AccessFilter with every field open: searched as unrestricted, it keeps what the stores
+    give only when no access applies, such as unasked totals). Fails closed: an access object we
+    cannot read is an error, not "all"."""
     access = ctx.access
     if access is None or isinstance(access, AccessFilter):
-        return access
+        return _narrowing(access)
     narrowed = getattr(access, "search_filter", None)
     if narrowed is None or isinstance(narrowed, AccessFilter):
-        return narrowed
+        return _narrowing(narrowed)
     raise TypeError(f"cannot narrow a search with access context {type(access).__name__}")
+
+
+def _narrowing(access: AccessFilter | None) -> AccessFilter | None:
+    return None if access == _OPEN else access
+
+
+_OPEN = AccessFilter()  # every field open: no narrowing
 
 
 def _path(resource_type: str | None, compartment: str | None) -> str:

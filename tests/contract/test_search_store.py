@@ -1056,6 +1056,25 @@ async def test_whether_a_restricted_caller_gets_a_total_does_not_tell_what_they_
         assert page.total == 3 and len(page.matches) == 2
 
 
+async def test_an_access_filter_that_narrows_nothing_searches_as_unrestricted(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend client with `system/*.rs` carries an AccessFilter with every field open. It is
+    searched as no access at all: an unasked total left out for callers that access narrows stays."""
+    from fhir_server.storage import sqlite_index
+
+    monkeypatch.setattr(sqlite_index, "FEW", 2)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+    await put(store, *[patient(f"a{n}", identifier=[{"system": nhs, "value": str(n)}]) for n in (1, 2, 3)])
+    values = ",".join(f"{nhs}|{n}" for n in (1, 2, 3))
+    params = [("identifier", values), ("_count", "2")]
+    for access in (None, AccessFilter()):
+        ctx = RequestContext(store, "http://testserver/fhir", access=access)
+        body = orjson.loads(await search_bundle(ctx, "Patient", params))
+        assert body["total"] == 3 and len(body["entry"]) == 2
+
+
 async def test_access_types_and_rules(store: Store) -> None:
     await _two_patients(store)
     only_obs = AccessFilter(types=frozenset({"Observation"}))
