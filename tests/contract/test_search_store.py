@@ -1022,6 +1022,24 @@ async def test_access_labels(store: Store) -> None:
     assert await ids(store, "Observation", "", access=restricted) == ["o2"]
 
 
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def _numbered(id: str, number: str) -> dict[str, Any]:
+    return patient(id, identifier=[{"system": NHS, "value": number}])
+
+
+async def _numbered_patients(store: Store, monkeypatch: pytest.MonkeyPatch, *others: dict[str, Any]) -> str:
+    """Patients a1-a3 with NHS numbers 1-3 (and `others`), with SQLite's sizing thresholds lowered
+    so that four identifiers reach WALK_FROM; the NHS number system."""
+    from fhir_server.storage import sqlite_index
+
+    monkeypatch.setattr(sqlite_index, "FEW", 2)
+    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
+    await put(store, *[_numbered(f"a{n}", str(n)) for n in (1, 2, 3)], *others)
+    return NHS
+
+
 async def test_whether_a_restricted_caller_gets_a_total_does_not_tell_what_they_cannot_see(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1030,14 +1048,7 @@ async def test_whether_a_restricted_caller_gets_a_total_does_not_tell_what_they_
     here). Whether one more value is held by a resource out of their reach then decided whether the
     walk ran, and a walked page gave no total unasked: its presence told them whether an NHS number
     is registered elsewhere. Both answers must now be the same."""
-    from fhir_server.storage import sqlite_index
-
-    monkeypatch.setattr(sqlite_index, "FEW", 2)
-    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
-    nhs = "https://fhir.nhs.uk/Id/nhs-number"
-    seen = [patient(f"a{n}", identifier=[{"system": nhs, "value": str(n)}]) for n in (1, 2, 3)]
-    hidden = _labelled(patient("b9", identifier=[{"system": nhs, "value": "9"}]), "R")
-    await put(store, *seen, hidden)
+    nhs = await _numbered_patients(store, monkeypatch, _labelled(_numbered("b9", "9"), "R"))
     normal = AccessFilter(allowed_labels=frozenset({(LABELS, "N")}))
     answers = []
     for other in ("9", "8"):  # held by a patient out of reach; held by nobody
@@ -1061,12 +1072,7 @@ async def test_an_access_filter_that_narrows_nothing_searches_as_unrestricted(
 ) -> None:
     """A backend client with `system/*.rs` carries an AccessFilter with every field open. It is
     searched as no access at all: an unasked total left out for callers that access narrows stays."""
-    from fhir_server.storage import sqlite_index
-
-    monkeypatch.setattr(sqlite_index, "FEW", 2)
-    monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
-    nhs = "https://fhir.nhs.uk/Id/nhs-number"
-    await put(store, *[patient(f"a{n}", identifier=[{"system": nhs, "value": str(n)}]) for n in (1, 2, 3)])
+    nhs = await _numbered_patients(store, monkeypatch)
     values = ",".join(f"{nhs}|{n}" for n in (1, 2, 3))
     params = [("identifier", values), ("_count", "2")]
     for access in (None, AccessFilter()):
