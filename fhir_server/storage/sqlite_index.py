@@ -1128,6 +1128,8 @@ class _Plan:
     key_walk: Sql | None = None
     # The same matches with no driving set, read in `_lastUpdated` order (_updated_walked)
     updated_walk: Sql | None = None
+    # The driving set (`SELECT res ...`, holding every match) a walk that found too few may filter by
+    driving: Sql | None = None
     known_total: int | None = None  # the matches' number, when the planning already counted them
     # The criteria were sized store-wide to choose between reading a set and walking (_by_size):
     # past the caller's access, so what the plan became must not show in the answer (_total).
@@ -1217,6 +1219,7 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
         plan.updated_walk = _where(builder, query, None, by_type_index=False)
     elif walk:
         plan.key_walk = _where(builder, query, None, by_type_index=False)
+        plan.driving = best[2] if best is not None else None
     return _with_order(plan, query.sort, types)
 
 
@@ -1566,33 +1569,64 @@ def _key_walked(
     upto: Sql = (
         (f"{entry} {'>=' if desc else '<='} ({','.join('?' * len(edge))})", list(edge)) if edge else _TRUE
     )
+    walked = f"SELECT e.res, {value} FROM {table} e CROSS JOIN resource r ON r.res = e.res"
+    walked += f" WHERE e.pid = ? AND {start[0]}"
     rows = conn.execute(
-        f"SELECT e.res, {value} FROM {table} e CROSS JOIN resource r ON r.res = e.res"
-        f" WHERE e.pid = ? AND {start[0]} AND {upto[0]} AND {walk[0]} ORDER BY {order}",
-        [p, *start[1], *upto[1], *walk[1]],
+        f"{walked} AND {upto[0]} AND {walk[0]} ORDER BY {order}", [p, *start[1], *upto[1], *walk[1]]
     )
     # From the first entry, each resource's first entry in walk order holds its key. From a start
     # (a cursor, a date bound), earlier entries were skipped: the key is looked up, once per
     # resource met (never per entry: one with 5,000 names made that quadratic, 2 s a page).
-    key_of = f"SELECT ({key_sql}) FROM resource r WHERE r.res = ?" if start != _TRUE else None
-    seen: set[int] = set()
-    found: list[tuple[Any, int]] = []  # (key, res) of matches, in walk order
-    for res, reached in rows:
-        if len(found) >= want and reached != found[want - 1][0]:
-            break  # the page is full, and nothing further ties with its last match
-        if res in seen:
-            continue
-        seen.add(res)
-        k = reached if key_of is None else conn.execute(key_of, [*key_args, res]).fetchone()[0]
-        # Its key is this entry's value unless an earlier entry (before the cursor) holds it.
-        if k == reached and _beyond((k, res), after, desc):
-            found.append((k, res))
-    else:
+    key_of: Sql | None = (
+        (f"SELECT ({key_sql}) FROM resource r WHERE r.res = ?", key_args) if start != _TRUE else None
+    )
+    found, ended = _keys_met(conn, rows, want, key_of, after, desc)
+    if ended and edge and plan.driving is not None:
+        # Too few matches among the first WALK_MOST entries (the criteria match entries late in this
+        # order: `booked` appointments by date come after years of past ones). Walk again, to the
+        # end, reading the driving set once and probing only the entries of resources in it: it
+        # holds every match, and each entry's test is then a lookup in memory. `+` keeps SQLite
+        # from reading the set first and sorting it, which is what the driving-set plan would do.
+        driving_sql, driving_args = plan.driving
+        rows = conn.execute(
+            f"{walked} AND +e.res IN ({driving_sql}) AND {walk[0]} ORDER BY {order}",
+            [p, *start[1], *driving_args, *walk[1]],
+        )
+        found, ended = _keys_met(conn, rows, want, key_of, after, desc)
+        edge = None
+    if ended:
         # Walked to the edge, or to the end (then only resources without the key are left).
         last = edge[0] if edge else None
         found = [f for f in found if last is None or f[0] != last]  # ties at the edge may go on
     # Short of a page only after a walk to the edge or the end: a full page stopped early.
     return _finish_walk(conn, plan, query, found, after, more=True)
+
+
+def _keys_met(
+    conn: sqlite3.Connection,
+    rows: Iterable[tuple[int, Any]],
+    want: int,
+    key_of: Sql | None,
+    after: Position | None,
+    desc: bool,
+) -> tuple[list[tuple[Any, int]], bool]:
+    """The (key, res) of the matches a key walk's entries (res, value) meet, in walk order, and
+    whether the walk ran out of entries (else it stopped with a full page, nothing further tying
+    with its last match). `key_of` looks up a resource's key when the walk did not start at the
+    first entry."""
+    seen: set[int] = set()
+    found: list[tuple[Any, int]] = []
+    for res, reached in rows:
+        if len(found) >= want and reached != found[want - 1][0]:
+            return found, False  # the page is full, and nothing further ties with its last match
+        if res in seen:
+            continue
+        seen.add(res)
+        k = reached if key_of is None else conn.execute(key_of[0], [*key_of[1], res]).fetchone()[0]
+        # Its key is this entry's value unless an earlier entry (before the cursor) holds it.
+        if k == reached and _beyond((k, res), after, desc):
+            found.append((k, res))
+    return found, True
 
 
 def _finish_walk(

@@ -723,6 +723,42 @@ async def test_walking_a_repeated_date_in_order_meets_each_resource_once(
 @pytest.mark.parametrize(
     "query",
     [
+        "status=booked&_sort=date",
+        "status=booked&_sort=-date",
+        "status=booked&date=ge2026-01-01&_sort=date",
+        "status=booked,cancelled&_sort=date",
+        "status=booked&service-type=clinic-b&_sort=date",
+    ],
+)
+async def test_walk_whose_matches_come_late_in_its_order_finds_them_past_the_first_entries(
+    store: Store, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """Booked appointments come after years of fulfilled ones: sorted by date, the first WALK_MOST
+    entries (lowered) hold no match, and SQLite walks on through the entries of the booked ones
+    alone. Paged by cursor and by offset, the same matches in the same order as one whole page,
+    ties on a date by creation; a deleted one never."""
+    appointments = []
+    for i in range(36):
+        booked = i >= 24 or i == 5
+        day = f"2026-0{1 + (i - 24) // 4}-1{i % 3}" if i >= 24 else f"2024-{1 + i % 12:02}-0{1 + i % 9}"
+        appointments.append(
+            {"resourceType": "Appointment", "id": f"a{i:02}",
+             "status": "booked" if booked else ("cancelled" if i % 7 == 3 else "fulfilled"),
+             "serviceType": [{"coding": [{"code": "clinic-b" if i % 2 else "clinic-a"}]}],
+             "start": f"{day}T09:00:00Z", "end": f"{day}T09:30:00Z",
+             "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]}
+        )  # fmt: skip
+    await put(store, *reversed(appointments))  # creation order unlike date order
+    deleted = next(a for a in appointments if a["id"] == "a30")
+    await store.write([replace(_op(deleted), expected_version=1, body=None, entries=(), compartments=())])
+    by_cursor, by_offset, expected = await _walked_and_whole(store, monkeypatch, "Appointment", query)
+    assert by_cursor == expected == by_offset and "a30" not in expected
+    assert len(expected) >= 4
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
         "status=final&_sort=-_lastUpdated",
         "status=final&_sort=_lastUpdated",
         "code=8462-4&_sort=-_lastUpdated",
