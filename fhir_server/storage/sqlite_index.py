@@ -1126,6 +1126,8 @@ class _Plan:
     # The same matches with no driving set, read in the order of the one date or string sort key
     # (_key_walked)
     key_walk: Sql | None = None
+    # Its conditions are written on the entry `e` alone (_entry_walk): no `resource` row is read
+    key_walk_on_entry: bool = False
     # The same matches with no driving set, read in `_lastUpdated` order (_updated_walked)
     updated_walk: Sql | None = None
     # The driving set (`SELECT res ...`, holding every match) a walk that found too few may filter by
@@ -1224,7 +1226,9 @@ def _plan(builder: _Builder, query: SearchQuery, conn: sqlite3.Connection | None
     elif walk and by_updated:
         plan.updated_walk = _where(builder, query, None, by_type_index=False)
     elif walk:
-        plan.key_walk = _where(builder, query, None, by_type_index=False)
+        on_entry = _entry_walk(builder, query)
+        plan.key_walk = on_entry or _where(builder, query, None, by_type_index=False)
+        plan.key_walk_on_entry = on_entry is not None
         plan.driving = best[2] if best is not None else None
     return _with_order(plan, query.sort, types)
 
@@ -1234,6 +1238,20 @@ def _superset_drive(crit: Criterion) -> bool:
     `_text`/`_content` sets are the full-text index's candidates, which are cheap to count (sizing
     a common word's exact set would check thousands of word lists) and checked as the page is read."""
     return isinstance(crit, Clause) and crit.kind in ("text", "content")
+
+
+def _entry_walk(builder: _Builder, query: SearchQuery) -> Sql | None:
+    """A key walk's conditions written on its entry `e`, when nothing in them needs the resource's
+    row: each entry of the sort parameter already belongs to a live resource of the type (its `pid`
+    names the type; a deletion drops a resource's entries), and plain criteria probe their own
+    entries by `res`. Not with access or a compartment, nor criteria on `_id`, `_lastUpdated`,
+    words, chains or `_has`. Reading no `resource` row per entry: systolic newest first at 1M,
+    2.9-3.5 -> 1.7 ms."""
+    if query.access is not None or query.compartment is not None or len(query.resource_types) != 1:
+        return None
+    if not all(isinstance(c, Clause) and _entries_are_matches(c) for c in query.criteria):
+        return None
+    return _all_of(builder.exists(crit, query.resource_types, "e") for crit in query.criteria)
 
 
 def _complement(builder: _Builder, query: SearchQuery) -> tuple[Sql, list[int]] | None:
@@ -1611,8 +1629,8 @@ def _key_walked(
     upto: Sql = (
         (f"{entry} {'>=' if desc else '<='} ({','.join('?' * len(edge))})", list(edge)) if edge else _TRUE
     )
-    walked = f"SELECT e.res, {value} FROM {table} e CROSS JOIN resource r ON r.res = e.res"
-    walked += f" WHERE e.pid = ? AND {start[0]}"
+    joined = "" if plan.key_walk_on_entry else " CROSS JOIN resource r ON r.res = e.res"
+    walked = f"SELECT e.res, {value} FROM {table} e{joined} WHERE e.pid = ? AND {start[0]}"
     rows = conn.execute(
         f"{walked} AND {upto[0]} AND {walk[0]} ORDER BY {order}", [p, *start[1], *upto[1], *walk[1]]
     )

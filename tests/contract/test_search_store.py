@@ -907,36 +907,38 @@ async def _walks_page_as_whole(
 
 
 async def _walked_and_whole(
-    store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str | None, query: str
+    store: Store, monkeypatch: pytest.MonkeyPatch, resource_type: str | None, query: str, **changes: Any
 ) -> tuple[list[str], list[str], list[str]]:
     """Ids page by page (3 a page) with SQLite's walking thresholds lowered, by cursor and by
     offset (which walks up to WALK_OFFSET_MOST, lowered too, so that later pages read the driving
     set instead), and the ids of one whole page with them as shipped."""
     from fhir_server.storage import sqlite_index
 
-    expected = await ids(store, resource_type, f"{query}&_count=100")
+    expected = await ids(store, resource_type, f"{query}&_count=100", **changes)
     monkeypatch.setattr(sqlite_index, "FEW", 2)
     monkeypatch.setattr(sqlite_index, "WALK_FROM", 4)
     monkeypatch.setattr(sqlite_index, "WALK_MOST", 6)
     monkeypatch.setattr(sqlite_index, "WALK_OFFSET_MOST", 10)
     return (
-        await _paged(store, resource_type, query, len(expected), cursor=True),
-        await _paged(store, resource_type, query, len(expected), cursor=False),
+        await _paged(store, resource_type, query, len(expected), cursor=True, **changes),
+        await _paged(store, resource_type, query, len(expected), cursor=False, **changes),
         expected,
     )
 
 
 async def _paged(
-    store: Store, resource_type: str | None, query: str, most: int, *, cursor: bool
+    store: Store, resource_type: str | None, query: str, most: int, *, cursor: bool, **changes: Any
 ) -> list[str]:
     seen: list[str] = []
-    page = await find(store, resource_type, f"{query}&_count=3")
+    page = await find(store, resource_type, f"{query}&_count=3", **changes)
     for _ in range(most + 2):  # a page that repeats itself must not loop forever
         seen += [m.id for m in page.matches]
         if page.next_offset is None:
             return seen
         after = page.cursor if cursor else None
-        page = await find(store, resource_type, f"{query}&_count=3", offset=page.next_offset, after=after)
+        page = await find(
+            store, resource_type, f"{query}&_count=3", offset=page.next_offset, after=after, **changes
+        )
     raise AssertionError(f"paging did not end; seen so far: {seen}")
 
 
@@ -1092,6 +1094,34 @@ async def test_access_labels(store: Store) -> None:
     assert await ids(store, "Observation", "", access=normal) == ["o1", "o3"]
     restricted = AccessFilter(allowed_labels=frozenset({(LABELS, "R")}), allow_unlabeled=False)
     assert await ids(store, "Observation", "", access=restricted) == ["o2"]
+
+
+@pytest.mark.parametrize("query", ["code=8480-6&_sort=-date", "code=8480-6&_sort=date", "_sort=-date"])
+@pytest.mark.parametrize("reach", ["labels", "compartments", "compartment search"])
+async def test_walks_in_date_order_keep_to_the_callers_reach(
+    store: Store, monkeypatch: pytest.MonkeyPatch, query: str, reach: str
+) -> None:
+    """Sorted by date and walked (thresholds lowered), a caller limited to normal labels, to one
+    patient, or searching one patient's compartment pages through the same matches as one whole
+    page under the same limits, and never meets a restricted or another patient's reading."""
+    made = []
+    for i in range(30):
+        reading = obs(
+            f"o{i:02}", "p1" if i % 3 else "p2", effectiveDateTime=f"2026-0{1 + i % 9}-{10 + i % 17}"
+        )
+        made.append(_labelled(reading, "R") if i % 4 == 1 else reading)
+    await put(store, patient("p1"), patient("p2"), *made)
+    changes: dict[str, Any] = {
+        "labels": {"access": AccessFilter(allowed_labels=frozenset({(LABELS, "N")}))},
+        "compartments": {"access": AccessFilter(compartments=frozenset({"Patient/p1"}))},
+        "compartment search": {"compartment": "Patient/p1"},
+    }[reach]
+    by_cursor, by_offset, expected = await _walked_and_whole(
+        store, monkeypatch, "Observation", query, **changes
+    )
+    assert by_cursor == expected == by_offset and len(expected) >= 4
+    outside = {r["id"] for i, r in enumerate(made) if (i % 4 == 1 if reach == "labels" else i % 3 == 0)}
+    assert not outside & set(expected)
 
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
