@@ -1828,8 +1828,9 @@ def _total(
         # their reach (padded to WALK_FROM, whether one more NHS number is registered elsewhere).
         # So neither gives one unasked; `_total=accurate` counts within reach.
         return None
-    # (A lone negation's walk probes in `res` order, as the plan before it did: its bounded count too.)
-    walked = (plan.walk or plan.key_walk or plan.updated_walk) is not None and plan.complement is None
+    # (A lone negation's walk in `res` order probes as the plan before it did: its bounded count too.)
+    res_walk = plan.walk is not None and plan.complement is None
+    walked = res_walk or (plan.key_walk or plan.updated_walk) is not None
     if query.total == "bounded" and query.count > 0 and walked and query.criteria and plan.counted is None:
         # Walked because the criteria match too much to read (or have no index): counting even to
         # the cap would probe the matches one by one (a `_has` over every systolic reading at 1M:
